@@ -1,0 +1,119 @@
+"""``sertk data``: validate, fix, split, subset, combine and fold Kaldi data directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sertk.cli.common import init_logging
+from sertk.errors import DataError
+
+app = typer.Typer(help="Kaldi data directories: validate, fix, split, subset, combine, folds.",
+                  no_args_is_help=True)
+
+
+@app.command()
+def validate(data_dir: Path, audio: bool = typer.Option(True, help="also open every audio file"),
+             labels: bool = typer.Option(True, help="require utt2emo")) -> None:
+    """Check a data directory like Kaldi's validate_data_dir.sh."""
+    from sertk.data.datadir import DataDir, validate as run
+
+    problems = run(data_dir, check_audio=audio, require_labels=labels)
+    if problems:
+        for p in problems:
+            typer.echo(f"ERROR: {p}", err=True)
+        raise DataError(f"{data_dir}: {len(problems)} problem(s) found")
+    d = DataDir(data_dir)
+    counts: dict[str, int] = {}
+    if d.has("utt2emo"):
+        for lab in d.utt2emo.values():
+            counts[lab] = counts.get(lab, 0) + 1
+    spks = len(set(d.utt2spk.values()))
+    typer.echo(f"{data_dir}: OK ({len(d.utts)} utterances, {spks} speakers"
+               + (", labels " + " ".join(f"{k}:{v}" for k, v in sorted(counts.items()))
+                  if counts else "") + ")")
+
+
+@app.command()
+def fix(data_dir: Path, drop_unreadable: bool = typer.Option(
+        False, help="also drop utterances whose audio cannot be read")) -> None:
+    """Keep utterances present in every file, sort, rewrite spk2utt; report every drop."""
+    from sertk.data.datadir import fix as run
+
+    init_logging()
+    drops = run(data_dir, drop_unreadable=drop_unreadable)
+    for line in drops:
+        typer.echo(line)
+    typer.echo(f"{data_dir}: {len(drops)} utterance(s) dropped (originals in .backup/)")
+
+
+@app.command()
+def split(data_dir: Path, nj: int = typer.Option(..., "--nj", help="number of parts"),
+          per_spk: bool = typer.Option(False, help="keep speakers whole (split{N}/)")) -> None:
+    """Split into DATA/split{N}utt/{1..N} (or split{N}/ with --per-spk)."""
+    from sertk.data.datadir import split as run
+
+    for part in run(data_dir, nj, per_spk):
+        typer.echo(str(part))
+
+
+def _read_list(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"list not found: {path}")
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+@app.command()
+def subset(src: Path, dst: Path,
+           utt_list: Path = typer.Option(None, help="file with one utterance id per line"),
+           spk_list: Path = typer.Option(None, help="file with one speaker id per line"),
+           spk: str = typer.Option(None, help="space-separated speaker ids")) -> None:
+    """Copy the part of SRC for the given utterances or speakers to DST."""
+    from sertk.data.datadir import DataDir, subset as run
+
+    spks = _read_list(spk_list) if spk_list else (spk.split() if spk else None)
+    utts = _read_list(utt_list) if utt_list else None
+    run(src, dst, utts=utts, spks=spks)
+    typer.echo(f"{dst}: {len(DataDir(dst).utts)} utterances")
+
+
+@app.command()
+def combine(dst: Path, srcs: list[Path]) -> None:
+    """Concatenate data directories SRCS into DST (duplicate keys are errors)."""
+    from sertk.data.datadir import DataDir, combine as run
+
+    run(dst, srcs)
+    typer.echo(f"{dst}: {len(DataDir(dst).utts)} utterances")
+
+
+@app.command()
+def folds(data_dir: Path, out_dir: Path,
+          test_speakers: Path = typer.Option(..., help="lines 'FOLD SPK SPK ...': the test "
+                                                       "speakers of each fold"),
+          dev_speakers: int = typer.Option(2, help="dev speakers drawn from each fold's "
+                                                   "training speakers (0: dev = utterance split)"),
+          dev_fraction: float = typer.Option(0.1, help="with --dev-speakers 0: share of "
+                                                       "training utterances used for dev"),
+          balance_gender: bool = typer.Option(True, help="draw dev speakers across genders "
+                                                         "(needs utt2gender)"),
+          seed: int = typer.Option(0)) -> None:
+    """Write OUT/<fold>/{train,dev,test}; dev speakers never include test speakers."""
+    from sertk.data.folds import make_folds, read_fold_spec
+
+    init_logging()
+    spec = read_fold_spec(test_speakers)
+    for name, parts in make_folds(data_dir, out_dir, spec, dev_speakers, dev_fraction,
+                                  balance_gender, seed).items():
+        typer.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in parts.items()))
+
+
+@app.command()
+def synth(wav_dir: Path, data_dir: Path, speakers: int = typer.Option(10),
+          utts_per_emotion: int = typer.Option(5), seed: int = typer.Option(0)) -> None:
+    """Synthesise the small emotional corpus of the mini recipe (sertk.data.synth)."""
+    from sertk.data.synth import make_corpus
+
+    make_corpus(wav_dir, data_dir, num_speakers=speakers, utts_per_emotion=utts_per_emotion,
+                seed=seed)
+    typer.echo(f"{data_dir}: synthetic corpus written (audio under {wav_dir})")

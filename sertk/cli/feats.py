@@ -1,0 +1,55 @@
+"""``sertk feats``: dump features to ark/scp, compute CMVN statistics, list front ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sertk.cli.common import init_logging
+
+app = typer.Typer(help="Features: dump to Kaldi ark/scp, CMVN statistics, list front ends.",
+                  no_args_is_help=True)
+
+
+@app.command()
+def dump(data_dir: Path, dump_dir: Path,
+         conf: Path = typer.Option(..., "--conf", help="feature config (conf/feats/*.yaml)"),
+         nj: int = typer.Option(1, "--nj", help="parallel jobs"),
+         skip_bad: bool = typer.Option(False, help="skip unreadable utterances (counted, listed "
+                                                   "in DUMP/skipped) instead of stopping"),
+         progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+    """Compute features for DATA_DIR into DUMP_DIR/feats.{ark,scp} + utt2num_frames."""
+    from sertk.features import FeatureConfig
+    from sertk.features.dump import dump as run
+
+    init_logging()
+    rep = run(data_dir, dump_dir, FeatureConfig.load(conf), nj=nj, skip_bad=skip_bad,
+              progress=progress)
+    typer.echo(f"{dump_dir}: {rep.num_utts} utterances, {rep.num_frames} frames, dim {rep.dim}"
+               + (f", {len(rep.skipped)} skipped" if rep.skipped else ""))
+
+
+@app.command()
+def cmvn(dump_dir: Path, out: Path = typer.Option(None, help="default: DUMP_DIR/cmvn.ark")
+         ) -> None:
+    """Global CMVN statistics (Kaldi [2, D+1] matrix) over DUMP_DIR/feats.scp."""
+    from sertk.features.cmvn import compute_global_stats
+
+    out = out or dump_dir / "cmvn.ark"
+    stats = compute_global_stats(dump_dir / "feats.scp", out)
+    typer.echo(f"{out}: {int(stats[0, -1])} frames, dim {stats.shape[1] - 1}")
+
+
+@app.command("list")
+def list_() -> None:
+    """Every registered front end and augmentation with a one-line summary."""
+    from sertk.augment import AUGMENTS
+    from sertk.features import FEATURES
+
+    typer.echo("front ends:")
+    for e in FEATURES.entries():
+        typer.echo(f"  {e.name:<20} {e.summary}")
+    typer.echo("augmentations:")
+    for e in AUGMENTS.entries():
+        typer.echo(f"  {e.name:<20} {e.summary}")

@@ -1,0 +1,75 @@
+"""``sertk score`` (one test set or folds aggregated) and ``sertk predict``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from sertk.errors import SertkError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def score(ref: Path = typer.Option(None, help="reference utt2emo"),
+              hyp: Path = typer.Option(None, help="hypotheses: 'utt label' text or .jsonl"),
+              labels: Path = typer.Option(None, help="label list (default: labels in ref)"),
+              out_dir: Path = typer.Option(..., help="where results.json, confusion.{txt,png} "
+                                                     "go"),
+              folds: list[Path] = typer.Option(None, "--fold", help="results.json of one fold "
+                                                                     "(repeat to aggregate)"),
+              title: str = typer.Option("", help="title of the confusion-matrix picture")
+              ) -> None:
+        """WA, UA, macro-F1, per-class recall, confusion matrix (text + PNG); or, with
+        --fold, mean ± std over folds and the pooled confusion matrix."""
+        from sertk.data.dataset import read_labels
+        from sertk.data.kaldi_table import read_table
+        from sertk.scoring import aggregate, read_hyp, score as run, summary_line, write_results
+
+        if folds:
+            results = []
+            for f in folds:
+                if not f.is_file():
+                    raise SertkError(f"fold results not found: {f}")
+                results.append(json.loads(f.read_text()))
+            agg = aggregate(results, [str(f) for f in folds])
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "results.json").write_text(json.dumps(agg, indent=2) + "\n")
+            write_results(agg["pooled"], out_dir / "pooled", title or "pooled over folds")
+            line = "  ".join(f"{k} {100 * agg[k]['mean']:.2f} ± {100 * agg[k]['std']:.2f}"
+                             for k in ("UA", "WA", "macro_F1"))
+            typer.echo(f"{len(results)} folds: {line}")
+            return
+        if ref is None or hyp is None:
+            raise SertkError("give --ref and --hyp (or --fold ... to aggregate)")
+        refs = read_table(ref, 2, 2)
+        lab = read_labels(labels) if labels else sorted(set(refs.values()))
+        res = run(refs, read_hyp(hyp), lab)
+        write_results(res, out_dir, title)
+        typer.echo(summary_line(res))
+
+    @app.command()
+    def predict(model: Path = typer.Option(..., help="experiment dir or packed model.zip"),
+                data: Path = typer.Option(..., help="dump directory (feats.scp)"),
+                out_dir: Path = typer.Option(..., help="posteriors.jsonl and hyp.txt go here"),
+                device: str = typer.Option("cpu"), batch_size: int = typer.Option(32),
+                progress: bool = typer.Option(True)) -> None:
+        """Posteriors for dumped features (recipe stage 4)."""
+        from sertk.infer.packed import load_packed
+        from sertk.infer.recognizer import predict_dump
+
+        hyp = predict_dump(load_packed(model, device), data, out_dir, device, batch_size,
+                           progress)
+        typer.echo(f"{out_dir}: {len(hyp)} utterances")
+
+    @app.command()
+    def pack(exp: Path = typer.Option(..., help="trained experiment directory"),
+             out: Path = typer.Option(..., help="output model.zip")) -> None:
+        """Pack config, labels, CMVN, front end and weights into one zip for `sertk infer`."""
+        from sertk.infer.packed import load_packed, pack as run
+
+        run(exp, out)
+        pm = load_packed(out)
+        typer.echo(f"{out}: {pm.config['model']['name']}, {len(pm.labels)} classes "
+                   f"({' '.join(pm.labels)}), features {pm.feats.name}")

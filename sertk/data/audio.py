@@ -1,0 +1,181 @@
+"""Audio loading for ``wav.scp`` entries: plain paths, ``cmd |`` pipes and ``file.ark:offset``.
+
+Any libsndfile format is read (wav, flac, ...), at any sample rate (resampled to the requested
+rate with :func:`torchaudio.functional.resample`), with any channel count (averaged to mono by
+default, or one channel selected). Every failure is a :class:`DataError` that names the key and
+the entry, so the CLI can print one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from sertk.errors import DataError
+
+_ARK_RE = re.compile(r"^(.+\.ark):(\d+)$")
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """How to turn a file into the model's input waveform."""
+
+    sample_rate: int = 16000
+    channel: int | None = None  # None: average all channels; k: keep channel k (0-based)
+
+
+def _describe(entry: str) -> str:
+    return entry if len(entry) < 200 else entry[:200] + "..."
+
+
+def _decode_bytes(data: bytes, key: str, entry: str) -> tuple[np.ndarray, int]:
+    if not data:
+        raise DataError(f"utterance {key}: empty audio from {_describe(entry)}")
+    try:
+        wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise DataError(f"utterance {key}: cannot decode audio from {_describe(entry)}: "
+                        f"{exc}") from None
+    return wav, sr
+
+
+def _run_pipe(entry: str, key: str) -> bytes:
+    cmd = entry.rstrip()[:-1].strip()
+    proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise DataError(f"utterance {key}: command failed (exit {proc.returncode}): {cmd}"
+                        + (f": {err[-1]}" if err else ""))
+    return proc.stdout
+
+
+def read_entry(entry: str, key: str = "?", start: float = 0.0, end: float | None = None
+               ) -> tuple[np.ndarray, int]:
+    """Read a ``wav.scp`` entry as ``(samples [n, channels] float32, sample_rate)``.
+
+    ``start``/``end`` (seconds) select a segment, as in a Kaldi ``segments`` file.
+    """
+    entry = entry.strip()
+    if entry.endswith("|"):
+        wav, sr = _decode_bytes(_run_pipe(entry, key), key, entry)
+    elif (m := _ARK_RE.match(entry)) is not None:
+        wav, sr = _read_ark_wav(m.group(1), int(m.group(2)), key, entry)
+    else:
+        wav, sr = _read_file(entry, key, start, end)
+        return wav, sr
+    return _slice(wav, sr, start, end, key, entry), sr
+
+
+def _read_file(path: str, key: str, start: float, end: float | None) -> tuple[np.ndarray, int]:
+    if not os.path.isfile(path):
+        raise DataError(f"utterance {key}: audio file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"utterance {key}: audio file is empty (0 bytes): {path}")
+    try:
+        with sf.SoundFile(path) as f:
+            sr = f.samplerate
+            first = int(round(start * sr))
+            last = f.frames if end is None else min(int(round(end * sr)), f.frames)
+            if first >= last and f.frames > 0:
+                raise DataError(f"utterance {key}: segment {start:.2f}-{end}s outside "
+                                f"{path} ({f.frames / sr:.2f}s)")
+            f.seek(first)
+            wav = f.read(last - first, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise DataError(f"utterance {key}: cannot decode audio file {path}: {exc}") from None
+    if wav.shape[0] == 0:
+        raise DataError(f"utterance {key}: audio file has no samples: {path}")
+    return wav, sr
+
+
+def _read_ark_wav(ark: str, offset: int, key: str, entry: str) -> tuple[np.ndarray, int]:
+    import kaldiio
+
+    if not os.path.isfile(ark):
+        raise DataError(f"utterance {key}: ark file not found: {ark}")
+    try:
+        obj = kaldiio.load_mat(entry)
+    except Exception as exc:  # kaldiio raises many types for corrupt arks
+        raise DataError(f"utterance {key}: cannot read {entry}: {exc}") from None
+    if not isinstance(obj, tuple):
+        raise DataError(f"utterance {key}: {entry} holds a matrix, not a waveform")
+    sr, data = obj
+    data = np.asarray(data)
+    if np.issubdtype(data.dtype, np.integer):
+        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
+    data = data.astype(np.float32)
+    return (data[:, None] if data.ndim == 1 else data), int(sr)
+
+
+def _slice(wav: np.ndarray, sr: int, start: float, end: float | None, key: str, entry: str
+           ) -> np.ndarray:
+    first = int(round(start * sr))
+    last = wav.shape[0] if end is None else min(int(round(end * sr)), wav.shape[0])
+    if wav.shape[0] == 0:
+        raise DataError(f"utterance {key}: no samples in {_describe(entry)}")
+    if first >= last:
+        raise DataError(f"utterance {key}: segment {start:.2f}-{end}s outside "
+                        f"{_describe(entry)} ({wav.shape[0] / sr:.2f}s)")
+    return wav[first:last]
+
+
+def to_model_input(wav: np.ndarray, sr: int, cfg: AudioConfig, key: str = "?") -> torch.Tensor:
+    """Downmix or select a channel, then resample; returns a 1-D float32 tensor."""
+    if cfg.channel is None:
+        mono = wav.mean(axis=1)
+    else:
+        if cfg.channel >= wav.shape[1]:
+            raise DataError(f"utterance {key}: channel {cfg.channel} requested but the audio "
+                            f"has {wav.shape[1]} channels")
+        mono = wav[:, cfg.channel]
+    x = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+    if not torch.isfinite(x).all():
+        raise DataError(f"utterance {key}: audio contains NaN or Inf samples")
+    if sr != cfg.sample_rate:
+        x = _resample(x, sr, cfg.sample_rate)
+    return x
+
+
+def _resample(x: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+    import torchaudio.functional as AF
+
+    return AF.resample(x, orig, new)
+
+
+def load_audio(entry: str, cfg: AudioConfig = AudioConfig(), key: str = "?",
+               start: float = 0.0, end: float | None = None) -> torch.Tensor:
+    """Read a ``wav.scp`` entry (optionally a segment of it) as a mono waveform at
+    ``cfg.sample_rate``."""
+    wav, sr = read_entry(entry, key, start, end)
+    return to_model_input(wav, sr, cfg, key)
+
+
+def probe_audio(entry: str, key: str = "?") -> float:
+    """Check that an entry is readable and non-empty; return its duration in seconds.
+
+    Plain files are checked from their header; pipes and arks are decoded.
+    """
+    entry = entry.strip()
+    if entry.endswith("|") or _ARK_RE.match(entry):
+        wav, sr = read_entry(entry, key)
+        return wav.shape[0] / sr
+    if not os.path.isfile(entry):
+        raise DataError(f"utterance {key}: audio file not found: {entry}")
+    if os.path.getsize(entry) == 0:
+        raise DataError(f"utterance {key}: audio file is empty (0 bytes): {entry}")
+    try:
+        info = sf.info(entry)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise DataError(f"utterance {key}: cannot decode audio file {entry}: {exc}") from None
+    if info.frames <= 0:
+        raise DataError(f"utterance {key}: audio file has no samples: {entry}")
+    return info.frames / info.samplerate
+
+

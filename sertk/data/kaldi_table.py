@@ -1,0 +1,57 @@
+"""Reading and writing Kaldi text tables (``key value...`` per line).
+
+Keys are sorted in C-locale byte order, as Kaldi's ``LC_ALL=C sort`` does; Python's string
+ordering of ASCII keys is that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from sertk.errors import DataError
+
+
+def read_table(path: str | Path, min_fields: int = 2, max_fields: int | None = None
+               ) -> dict[str, str]:
+    """Read a Kaldi table as ``{key: rest_of_line}``, keeping file order.
+
+    A duplicate key, a line with too few or too many fields, or a missing file raises
+    :class:`DataError` naming the file and the line number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    table: dict[str, str] = {}
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                raise DataError(f"{path}:{lineno}: empty line")
+            fields = line.split(maxsplit=1)
+            key = fields[0]
+            rest = fields[1].strip() if len(fields) > 1 else ""
+            nfields = 1 + len(rest.split()) if rest else 1
+            if nfields < min_fields or (max_fields is not None and nfields > max_fields):
+                want = (f"{min_fields}" if max_fields == min_fields
+                        else f"at least {min_fields}" if max_fields is None
+                        else f"{min_fields}-{max_fields}")
+                raise DataError(f"{path}:{lineno}: expected {want} fields, got {nfields}: {line!r}")
+            if key in table:
+                raise DataError(f"{path}:{lineno}: duplicate key {key!r}")
+            table[key] = rest
+    return table
+
+
+def write_table(path: str | Path, table: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
+    """Write ``key value`` lines sorted by key (C locale)."""
+    items = table.items() if isinstance(table, Mapping) else table
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for key, value in sorted(items, key=lambda kv: kv[0]):
+            fh.write(f"{key} {value}\n" if value != "" else f"{key}\n")
+
+
+def is_sorted_unique(keys: list[str]) -> bool:
+    return all(a < b for a, b in zip(keys, keys[1:]))

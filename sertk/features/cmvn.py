@@ -1,0 +1,74 @@
+"""Cepstral mean and variance normalisation with Kaldi-format statistics.
+
+Global statistics are one Kaldi matrix of shape ``[2, D + 1]`` (``compute-cmvn-stats``): row 0
+holds the per-dimension sums and, last, the frame count; row 1 the sums of squares. They are
+written and read with kaldiio, so Kaldi's ``apply-cmvn`` and ESPnet can read them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import torch
+
+from sertk.errors import DataError
+
+
+def accumulate(feats: Iterable[np.ndarray]) -> np.ndarray:
+    """Sum frame statistics into a ``[2, D + 1]`` float64 matrix."""
+    stats: np.ndarray | None = None
+    for mat in feats:
+        mat = np.asarray(mat, dtype=np.float64)
+        if stats is None:
+            stats = np.zeros((2, mat.shape[1] + 1))
+        if mat.shape[1] != stats.shape[1] - 1:
+            raise DataError(f"CMVN: feature dim {mat.shape[1]} differs from {stats.shape[1] - 1}")
+        stats[0, :-1] += mat.sum(axis=0)
+        stats[1, :-1] += np.square(mat).sum(axis=0)
+        stats[0, -1] += mat.shape[0]
+    if stats is None:
+        raise DataError("CMVN: no features to accumulate")
+    return stats
+
+
+def compute_global_stats(feats_scp: str | Path, out: str | Path) -> np.ndarray:
+    """Global CMVN statistics over every utterance of ``feats_scp``, written to ``out``."""
+    reader = kaldiio.load_scp(str(feats_scp))
+    stats = accumulate(reader[key] for key in reader)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    kaldiio.save_mat(str(out), stats)
+    return stats
+
+
+def stats_to_mean_std(stats: np.ndarray, var_floor: float = 1e-10
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    count = stats[0, -1]
+    if count <= 0:
+        raise DataError("CMVN statistics hold no frames")
+    mean = stats[0, :-1] / count
+    var = np.maximum(stats[1, :-1] / count - mean**2, var_floor)
+    return mean, np.sqrt(var)
+
+
+class GlobalCMVN(torch.nn.Module):
+    """Applies ``(x - mean) / std`` from global statistics; stored as buffers in the model."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, norm_vars: bool = True):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+        self.norm_vars = norm_vars
+
+    @classmethod
+    def from_file(cls, path: str | Path, norm_vars: bool = True) -> GlobalCMVN:
+        if not Path(path).is_file():
+            raise DataError(f"CMVN statistics not found: {path}")
+        mean, std = stats_to_mean_std(np.asarray(kaldiio.load_mat(str(path))))
+        return cls(mean, std, norm_vars)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x - self.mean
+        return x / self.std if self.norm_vars else x

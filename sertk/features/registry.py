@@ -1,0 +1,65 @@
+"""The feature front-end registry and the YAML feature configuration.
+
+A feature config (``conf/feats/*.yaml``) names a registered front end and its parameters::
+
+    name: fbank            # registered front end
+    sample_rate: 16000     # audio is resampled to this rate before the front end
+    channel: null          # null: average channels; k: use channel k
+    num_mel_bins: 80       # everything else goes to the front end's builder
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from sertk.config import load_yaml
+from sertk.data.audio import AudioConfig
+from sertk.errors import SertkError
+from sertk.registry import Registry
+
+FEATURES = Registry("feature front end")
+
+
+class FrontEnd(Protocol):
+    """Maps a mono waveform ``[samples]`` at the configured rate to features ``[frames, dim]``."""
+
+    dim: int
+
+    def __call__(self, wav: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class FeatureConfig:
+    name: str
+    sample_rate: int = 16000
+    channel: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> FeatureConfig:
+        cfg = dict(cfg)
+        if "name" not in cfg:
+            raise SertkError("feature config needs a 'name' (one of "
+                             f"{', '.join(FEATURES.names())})")
+        return cls(name=cfg.pop("name"), sample_rate=int(cfg.pop("sample_rate", 16000)),
+                   channel=cfg.pop("channel", None), params=cfg)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureConfig:
+        return cls.from_dict(load_yaml(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "sample_rate": self.sample_rate, "channel": self.channel,
+                **self.params}
+
+    @property
+    def audio(self) -> AudioConfig:
+        return AudioConfig(sample_rate=self.sample_rate, channel=self.channel)
+
+
+def build_frontend(cfg: FeatureConfig) -> FrontEnd:
+    return FEATURES.build(cfg.name, sample_rate=cfg.sample_rate, **cfg.params)

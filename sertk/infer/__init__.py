@@ -1,0 +1,1 @@
+"""Inference: packed models, decoding of dumped features, and audio-in recognition."""

@@ -1,0 +1,187 @@
+"""Emotion recognition from features or audio with a trained model.
+
+* :func:`predict_dump`: posteriors for a dumped data directory (recipe stage 4).
+* :class:`Recognizer`: audio in, posteriors out (``sertk infer``); features and CMVN come from
+  the packed model. Long files can be cut into windows (``segment``/``shift`` seconds): each
+  window gets its own posteriors and the file gets their mean.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from sertk.data.dataset import FeatsDataset, pad_collate
+from sertk.data.kaldi_table import read_table, write_table
+from sertk.data.sampler import BucketBatchSampler
+from sertk.errors import DataError, SertkError
+from sertk.features.dump import compute_features
+from sertk.features.registry import build_frontend
+from sertk.infer.packed import PackedModel
+
+log = logging.getLogger(__name__)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".sph")
+
+
+@torch.no_grad()
+def posteriors(packed: PackedModel, feats: list[torch.Tensor], device: torch.device | str
+               ) -> torch.Tensor:
+    """Softmax posteriors ``[N, C]`` for a padded batch of ``[T, D]`` features."""
+    lengths = torch.tensor([f.shape[0] for f in feats])
+    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
+    return torch.softmax(packed.model(x, lengths.to(device)).float(), dim=-1).cpu()
+
+
+def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
+                 device: str = "cpu", batch_size: int = 32, progress: bool = True
+                 ) -> dict[str, str]:
+    """Write ``posteriors.jsonl`` and ``hyp.txt`` (``utt label``) for a dump directory."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ds = FeatsDataset(data_dir, packed.labels, require_labels=False)
+    sampler = BucketBatchSampler(ds.lengths, batch_size, shuffle=False)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=pad_collate)
+    hyp: dict[str, str] = {}
+    records: dict[str, dict[str, Any]] = {}
+    packed.model.to(device).eval()
+    for batch in tqdm(loader, desc="predict", disable=not progress, unit="batch"):
+        with torch.no_grad():
+            logits = packed.model(batch["feats"].to(device), batch["lengths"].to(device))
+        post = torch.softmax(logits.float(), -1).cpu()
+        for key, p in zip(batch["keys"], post):
+            records[key] = _record(key, p, packed.labels)
+            hyp[key] = records[key]["label"]
+    with (out_dir / "posteriors.jsonl").open("w") as fh:
+        for key in sorted(records):
+            fh.write(json.dumps(records[key]) + "\n")
+    write_table(out_dir / "hyp.txt", hyp)
+    return hyp
+
+
+def _record(key: str, post: torch.Tensor, labels: list[str]) -> dict[str, Any]:
+    return {"key": key, "label": labels[int(post.argmax())],
+            "posteriors": {lab: round(float(p), 6) for lab, p in zip(labels, post)}}
+
+
+# ----------------------------------------------------------------------------- audio inputs
+def inputs_from_wav_list(path: str | Path) -> list[tuple[str, str]]:
+    """One audio path per line; the key is the file name without extension."""
+    path = Path(path)
+    if not path.is_file():
+        raise SertkError(f"wav list not found: {path}")
+    items, seen = [], {}
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        wav = line.strip()
+        key = Path(wav).stem
+        if key in seen:
+            raise DataError(f"{path}:{lineno}: duplicate key {key!r} (also line {seen[key]}); "
+                            "use --wav-scp to give unique keys")
+        seen[key] = lineno
+        items.append((key, wav))
+    return items
+
+
+def inputs_from_wav_scp(path: str | Path) -> list[tuple[str, str]]:
+    return sorted(read_table(path, 2, None).items())
+
+
+def inputs_from_dir(path: str | Path) -> list[tuple[str, str]]:
+    """Every audio file under ``path`` (recursively); key = path relative to ``path`` with
+    separators replaced by '-' and no extension."""
+    root = Path(path)
+    if not root.is_dir():
+        raise SertkError(f"directory not found: {root}")
+    items = []
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            if name.lower().endswith(AUDIO_EXTENSIONS):
+                full = Path(dirpath) / name
+                key = str(full.relative_to(root).with_suffix("")).replace(os.sep, "-")
+                items.append((key, str(full)))
+    if not items:
+        raise SertkError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
+    return sorted(items)
+
+
+@dataclass
+class Recognizer:
+    """Audio -> features (the packed front end) -> posteriors, in batches."""
+
+    packed: PackedModel
+    device: str = "cpu"
+    batch_size: int = 16
+    segment: float | None = None
+    shift: float | None = None
+
+    def __post_init__(self) -> None:
+        self.frontend = build_frontend(self.packed.feats)
+        self.packed.model.to(self.device).eval()
+
+    def _windows(self, feats: torch.Tensor) -> list[tuple[int, int]]:
+        if not self.segment:
+            return [(0, feats.shape[0])]
+        fps = _frames_per_second(self.packed.feats.params)
+        win = max(1, int(round(self.segment * fps)))
+        hop = max(1, int(round((self.shift or self.segment) * fps)))
+        n = feats.shape[0]
+        if n <= win:
+            return [(0, n)]
+        starts = list(range(0, n - win + 1, hop))
+        if starts[-1] + win < n:
+            starts.append(n - win)
+        return [(s, s + win) for s in starts]
+
+    def recognize(self, items: Iterable[tuple[str, str]], skip_bad: bool = False,
+                  progress: bool = True) -> Iterator[dict[str, Any]]:
+        """Yield one record per input; bad audio raises, or with ``skip_bad`` yields
+        ``{"key", "error"}`` so the caller can count and report it."""
+        items = list(items)
+        fps = _frames_per_second(self.packed.feats.params)
+        bar = tqdm(total=len(items), desc="infer", unit="file", disable=not progress)
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            pieces: list[tuple[int, int, int, torch.Tensor]] = []
+            results: list[dict[str, Any]] = []
+            for idx, (key, entry) in enumerate(chunk):
+                try:
+                    feats = torch.from_numpy(compute_features(entry, self.packed.feats,
+                                                              self.frontend, key))
+                except DataError as exc:
+                    if not skip_bad:
+                        raise
+                    results.append({"key": key, "error": str(exc)})
+                    continue
+                results.append({"key": key, "path": entry})
+                for s, e in self._windows(feats):
+                    pieces.append((len(results) - 1, s, e, feats[s:e]))
+            post = posteriors(self.packed, [p[3] for p in pieces], self.device) \
+                if pieces else torch.empty(0)
+            for ridx, rec in enumerate(results):
+                if "error" in rec:
+                    continue
+                rows = [(p, piece) for p, piece in zip(post, pieces) if piece[0] == ridx]
+                mean = torch.stack([p for p, _ in rows]).mean(0)
+                rec.update(_record(rec["key"], mean, self.packed.labels))
+                if self.segment:
+                    rec["segments"] = [
+                        {"start": round(s / fps, 3), "end": round(e / fps, 3),
+                         **{k: v for k, v in _record("", p, self.packed.labels).items()
+                            if k != "key"}}
+                        for p, (_, s, e, _) in rows]
+            bar.update(len(chunk))
+            yield from results
+        bar.close()
+
+
+def _frames_per_second(params: dict[str, Any]) -> float:
+    return 1000.0 / float(params.get("frame_shift", 10.0))

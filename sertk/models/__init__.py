@@ -1,0 +1,26 @@
+"""Model zoo: one registry, one module per model family, shared layers in ``layers/``.
+
+>>> from sertk import models
+>>> net = models.build("light_sernet", input_dim=40, num_classes=8)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from sertk.models import cnn_attn, light_sernet  # noqa: F401  (register models)
+from sertk.models.registry import MODELS
+
+
+def build(name: str, **cfg: Any) -> nn.Module:
+    """Build a registered model: ``build(name, input_dim=..., num_classes=..., **conf)``."""
+    return MODELS.build(name, **cfg)
+
+
+def names() -> list[str]:
+    return MODELS.names()
+
+
+__all__ = ["MODELS", "build", "names"]

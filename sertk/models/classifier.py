@@ -1,0 +1,37 @@
+"""``EmotionClassifier``: feature normalisation + a registered network, the unit that is
+trained, checkpointed and packed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sertk.features.cmvn import GlobalCMVN
+from sertk.models.registry import MODELS
+
+
+class EmotionClassifier(nn.Module):
+    """``logits = net(augment(cmvn(feats)), lengths)``; augmentation only in training."""
+
+    def __init__(self, name: str, input_dim: int, num_classes: int,
+                 conf: dict[str, Any] | None = None, cmvn: GlobalCMVN | None = None):
+        super().__init__()
+        self.net = MODELS.build(name, input_dim=input_dim, num_classes=num_classes,
+                                **(conf or {}))
+        self.cmvn = cmvn if cmvn is not None else GlobalCMVN(np.zeros(input_dim),
+                                                             np.ones(input_dim))
+        self.name = name
+        self.input_dim = input_dim
+        self.num_classes = num_classes
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor,
+                augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        x = self.cmvn(feats)
+        if augment is not None and self.training:
+            x = augment(x, lengths)
+        return self.net(x, lengths)

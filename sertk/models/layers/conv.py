@@ -1,0 +1,37 @@
+"""Padding-aware 2-D convolution blocks (conv -> BN -> activation -> pool)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sertk.models.layers.masking import MaskedBatchNorm, masked_pool_time, zero_padding
+
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "none": nn.Identity}
+
+
+class ConvBlock2d(nn.Module):
+    """Conv2d ('same' padding, stride 1) -> masked BatchNorm -> activation -> optional pooling.
+
+    Input and output are ``[B, C, T, F]`` with a ``[B, T]`` mask; padded frames are zeroed
+    before the convolution, so they look like the zero padding of an unpadded utterance.
+    This is the LFLB of Zhao et al. / LIGHT-SERNET and the CNN layer of Ando et al.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: tuple[int, int] | int = 3,
+                 pool: tuple[int, int] | None = None, pool_kind: str = "max",
+                 activation: str = "relu", bias: bool = True):
+        super().__init__()
+        k = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+        self.conv = nn.Conv2d(in_ch, out_ch, k, padding="same", bias=bias)
+        self.bn = MaskedBatchNorm(out_ch)
+        self.act = ACTIVATIONS[activation]()
+        self.pool = tuple(pool) if pool else None
+        self.pool_kind = pool_kind
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.conv(zero_padding(x, mask))
+        x = self.act(self.bn(x, mask))
+        if self.pool is not None:
+            x, mask = masked_pool_time(x, mask, self.pool, self.pool_kind)
+        return zero_padding(x, mask), mask

@@ -1,0 +1,57 @@
+"""Mask-aware pooling over time: means, standard deviations and attention pooling."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``[B, T, D]`` over real frames -> ``[B, D]``."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def masked_std(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(x.dtype)
+    mean = masked_mean(x, mask).unsqueeze(1)
+    var = (((x - mean) ** 2) * m).sum(1) / m.sum(1).clamp_min(1.0)
+    return torch.sqrt(var.clamp_min(eps))
+
+
+def masked_mean_2d(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Global average pooling of ``[B, C, T, F]`` over real frames and all bins -> ``[B, C]``."""
+    m = mask.view(mask.shape[0], 1, mask.shape[1], 1).to(x.dtype)
+    return (x * m).sum((2, 3)) / (m.sum((2, 3)) * x.shape[3]).clamp_min(1.0)
+
+
+class StructuredSelfAttention(nn.Module):
+    """Structured self-attentive pooling (Lin et al., ICLR 2017), as used by Ando et al. 2021.
+
+    ``A = softmax_t(W2 tanh(W1 H^T))`` with ``heads`` rows; the output is ``A H`` flattened to
+    ``[B, heads * D]``. Padded frames get zero weight. ``penalty()`` returns Lin's
+    ``||A A^T - I||_F^2`` of the last call (batch mean) for an optional regulariser.
+    """
+
+    def __init__(self, in_dim: int, att_dim: int = 64, heads: int = 4, dropout: float = 0.0):
+        super().__init__()
+        self.w1 = nn.Linear(in_dim, att_dim, bias=False)
+        self.w2 = nn.Linear(att_dim, heads, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.heads = heads
+        self.out_dim = heads * in_dim
+        self._last: torch.Tensor | None = None
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.w2(torch.tanh(self.w1(h)))  # [B, T, heads]
+        scores = scores.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        att = torch.softmax(scores, dim=1).transpose(1, 2)  # [B, heads, T]
+        self._last = att
+        return self.dropout(torch.bmm(att, h).flatten(1))  # [B, heads * D]
+
+    def penalty(self) -> torch.Tensor:
+        if self._last is None:
+            raise RuntimeError("penalty() before forward()")
+        a = self._last
+        eye = torch.eye(a.shape[1], device=a.device, dtype=a.dtype)
+        return ((a @ a.transpose(1, 2) - eye) ** 2).sum((1, 2)).mean()

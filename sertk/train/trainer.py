@@ -1,0 +1,291 @@
+"""The training loop behind ``sertk train``: alone or under ``torchrun`` (DDP).
+
+Per epoch: length-bucketed training batches with padding masks, optional augmentation, AMP on
+GPU, gradient clipping; validation (UA, WA, macro-F1, loss) summed over ranks; the best
+checkpoint by valid UA; early stopping; a metrics CSV row and a log line. ``resume`` restarts
+from ``EXP/checkpoints/last.pt``. Randomness is reseeded from ``seed`` at every epoch, so a
+resumed run continues as the uninterrupted one would.
+
+The experiment directory ends up self-contained for ``sertk predict`` and ``sertk pack``:
+``config.yaml`` (resolved training config + input dim), ``labels.txt``, ``cmvn.ark``,
+``feats.yaml`` (front end used for the dump), ``model.safetensors`` (best weights),
+``metrics.csv`` and ``train.log``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from sertk.augment import build_augment
+from sertk.config import save_yaml
+from sertk.data.dataset import FeatsDataset, pad_collate, read_labels, write_labels
+from sertk.data.datadir import DataDir
+from sertk.data.sampler import BucketBatchSampler
+from sertk.errors import SertkError
+from sertk.features.cmvn import GlobalCMVN, compute_global_stats
+from sertk.logging_utils import setup_logging
+from sertk.losses import build_loss
+from sertk.models.classifier import EmotionClassifier
+from sertk.scoring import confusion_matrix, metrics_from_confusion
+from sertk.train.checkpoint import load_state, save_state, save_weights, unwrap
+from sertk.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from sertk.train.schedule import build_optimizer, build_scheduler
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRAIN = {"epochs": 30, "batch_size": 16, "max_frames": None, "crop_frames": None,
+                 "grad_clip": 5.0, "patience": None, "seed": 0, "num_workers": 0,
+                 "amp": True, "valid_batch_size": 32}
+CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "valid_loss", "valid_WA", "valid_UA",
+              "valid_macro_F1", "seconds", "best"]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _train_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
+    tc = {**DEFAULT_TRAIN, **(cfg.get("train") or {})}
+    unknown = set(tc) - set(DEFAULT_TRAIN)
+    if unknown:
+        raise SertkError(f"unknown train options: {', '.join(sorted(unknown))}")
+    return tc
+
+
+def prepare_labels(cfg: dict[str, Any], train_dir: Path, labels_file: str | None) -> list[str]:
+    if labels_file:
+        return read_labels(labels_file)
+    if cfg.get("labels"):
+        return list(cfg["labels"])
+    return DataDir(train_dir).labels()
+
+
+def train(cfg: dict[str, Any], train_dir: str | Path, valid_dir: str | Path, exp_dir: str | Path,
+          resume: bool = False, cmvn_file: str | None = None, labels_file: str | None = None,
+          device: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train ``cfg['model']`` on a dump directory; return the best validation metrics."""
+    info = init_distributed(device)
+    exp = Path(exp_dir)
+    try:
+        if info.is_main:
+            (exp / "checkpoints").mkdir(parents=True, exist_ok=True)
+        barrier(info)
+        setup_logging(exp / "train.log" if info.is_main else None, rank=info.rank)
+        return _train(cfg, Path(train_dir), Path(valid_dir), exp, resume, cmvn_file,
+                      labels_file, info, progress)
+    finally:
+        cleanup(info)
+
+
+def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, resume: bool,
+           cmvn_file: str | None, labels_file: str | None, info: DistInfo, progress: bool
+           ) -> dict[str, Any]:
+    tc = _train_cfg(cfg)
+    seed = int(tc["seed"])
+    seed_everything(seed)
+    labels = prepare_labels(cfg, train_dir, labels_file)
+    train_set = FeatsDataset(train_dir, labels, crop_frames=tc["crop_frames"], seed=seed)
+    valid_set = FeatsDataset(valid_dir, labels)
+    input_dim = int(DataDir(train_dir).path.joinpath("feat_dim").read_text()) \
+        if (train_dir / "feat_dim").is_file() else train_set[0][1].shape[1]
+    log.info("train %s: %d utts; valid %s: %d utts; %d classes: %s; input dim %d; %d process(es)"
+             " on %s", train_dir, len(train_set), valid_dir, len(valid_set), len(labels),
+             " ".join(labels), input_dim, info.world_size, info.device)
+
+    cmvn_path = exp / "cmvn.ark"
+    if info.is_main:
+        if cmvn_file:
+            shutil.copy(cmvn_file, cmvn_path)
+        elif not cmvn_path.is_file():
+            log.info("computing global CMVN statistics from %s", train_dir)
+            compute_global_stats(train_dir / "feats.scp", cmvn_path)
+        write_labels(exp / "labels.txt", labels)
+        if (train_dir / "feats.yaml").is_file():
+            shutil.copy(train_dir / "feats.yaml", exp / "feats.yaml")
+        save_yaml({**cfg, "input_dim": input_dim, "labels": labels}, exp / "config.yaml")
+    barrier(info)
+
+    mcfg = cfg.get("model") or {}
+    if "name" not in mcfg:
+        raise SertkError("training config needs model.name")
+    norm_vars = (cfg.get("cmvn") or {}).get("norm_vars", True)
+    model = EmotionClassifier(mcfg["name"], input_dim, len(labels), mcfg.get("conf"),
+                              GlobalCMVN.from_file(cmvn_path, norm_vars)).to(info.device)
+    nparams = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("model %s: %.3fM trainable parameters", mcfg["name"], nparams / 1e6)
+    ddp_model: nn.Module = model
+    if info.distributed:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+
+    counts = Counter(train_set.targets)
+    criterion = build_loss(cfg.get("loss") or {}, [counts.get(i, 0) for i in range(len(labels))]
+                           ).to(info.device)
+    optimizer = build_optimizer(model.parameters(), cfg.get("optim") or {})
+    train_sampler = BucketBatchSampler(
+        [train_set.effective_length(i) for i in range(len(train_set))], int(tc["batch_size"]),
+        shuffle=True, seed=seed, rank=info.rank, world_size=info.world_size,
+        max_frames=tc["max_frames"])
+    valid_sampler = BucketBatchSampler(valid_set.lengths, int(tc["valid_batch_size"]),
+                                       shuffle=False, rank=info.rank,
+                                       world_size=info.world_size, pad_to_world=False)
+    epochs = int(tc["epochs"])
+    scheduler, interval = build_scheduler(optimizer, cfg.get("scheduler"), epochs,
+                                          len(train_sampler))
+    augment = build_augment(cfg.get("augment"))
+    use_amp = bool(tc["amp"]) and info.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    state = {"epoch": 0, "best_ua": -1.0, "best_epoch": 0, "bad_epochs": 0}
+    last = exp / "checkpoints" / "last.pt"
+    if resume and last.is_file():
+        ck = load_state(last)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        state = ck["state"]
+        log.info("resumed from %s after epoch %d (best UA %.4f at epoch %d)", last,
+                 state["epoch"], state["best_ua"], state["best_epoch"])
+    elif resume:
+        log.warning("--resume given but %s does not exist; starting from scratch", last)
+    elif info.is_main:
+        for stale in (exp / "metrics.csv", exp / "checkpoints" / "best.safetensors"):
+            stale.unlink(missing_ok=True)
+
+    patience = tc["patience"]
+    best_metrics: dict[str, Any] = {}
+    for epoch in range(state["epoch"] + 1, epochs + 1):
+        if patience is not None and state["bad_epochs"] >= int(patience):
+            break
+        t0 = time.time()
+        torch.manual_seed(seed + 1000 * epoch + info.rank)
+        gen = torch.Generator().manual_seed(seed + 7919 * epoch + info.rank)
+        train_sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch, info.rank)
+        loader = torch.utils.data.DataLoader(train_set, batch_sampler=train_sampler,
+                                             collate_fn=pad_collate,
+                                             num_workers=int(tc["num_workers"]))
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not (progress and
+                                                                      info.is_main),
+                   leave=False, unit="batch")
+        aug_fn = (lambda x, lens: augment(x, lens, gen)) if augment is not None else None
+        for batch in bar:
+            feats = batch["feats"].to(info.device, non_blocking=True)
+            lengths = batch["lengths"].to(info.device)
+            target = batch["labels"].to(info.device)
+            with torch.autocast(info.device.type, dtype=torch.float16, enabled=use_amp):
+                logits = ddp_model(feats, lengths, aug_fn)
+                loss = criterion(logits.float(), target)
+            if not torch.isfinite(loss):
+                raise SertkError(f"epoch {epoch}: loss became {loss.item()} on batch "
+                                 f"{batch['keys'][:3]}...; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if tc["grad_clip"]:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), float(tc["grad_clip"]))
+            scaler.step(optimizer)
+            scaler.update()
+            if scheduler is not None and interval == "step":
+                scheduler.step()
+            n = target.numel()
+            loss_sum += loss.item() * n
+            correct += int((logits.argmax(-1) == target).sum())
+            seen += n
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        bar.close()
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None and interval == "epoch":
+            scheduler.step()
+        tot = all_reduce_sum(torch.tensor([loss_sum, correct, seen], dtype=torch.float64), info)
+        train_loss, train_acc = float(tot[0] / tot[2]), float(tot[1] / tot[2])
+
+        metrics = evaluate(model, valid_set, valid_sampler, criterion, info, len(labels))
+        improved = metrics["UA"] > state["best_ua"]
+        state["epoch"] = epoch
+        if improved:
+            state.update(best_ua=metrics["UA"], best_epoch=epoch, bad_epochs=0)
+            best_metrics = metrics
+        else:
+            state["bad_epochs"] += 1
+        seconds = time.time() - t0
+        if info.is_main:
+            if improved:
+                save_weights(model, exp / "checkpoints" / "best.safetensors")
+            save_state(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict() if scheduler else None,
+                              "scaler": scaler.state_dict(), "state": state})
+            _append_csv(exp / "metrics.csv", {
+                "epoch": epoch, "lr": f"{lr:.3e}", "train_loss": f"{train_loss:.4f}",
+                "train_acc": f"{train_acc:.4f}", "valid_loss": f"{metrics['loss']:.4f}",
+                "valid_WA": f"{metrics['WA']:.4f}", "valid_UA": f"{metrics['UA']:.4f}",
+                "valid_macro_F1": f"{metrics['macro_F1']:.4f}", "seconds": f"{seconds:.1f}",
+                "best": int(improved)})
+            log.info("epoch %d/%d: train loss %.4f acc %.4f | valid loss %.4f UA %.4f WA %.4f "
+                     "F1 %.4f | lr %.2e | %.1fs%s", epoch, epochs, train_loss, train_acc,
+                     metrics["loss"], metrics["UA"], metrics["WA"], metrics["macro_F1"], lr,
+                     seconds, " *best*" if improved else "")
+        barrier(info)
+    if patience is not None and state["bad_epochs"] >= int(patience):
+        log.info("early stopping: no valid UA improvement in %d epochs", state["bad_epochs"])
+    if info.is_main:
+        best = exp / "checkpoints" / "best.safetensors"
+        if not best.is_file():
+            raise SertkError(f"no best checkpoint in {best.parent}; did any epoch run?")
+        shutil.copy(best, exp / "model.safetensors")
+        log.info("best valid UA %.4f at epoch %d -> %s", state["best_ua"], state["best_epoch"],
+                 exp / "model.safetensors")
+    return {"best_epoch": state["best_epoch"], "best_ua": state["best_ua"], **best_metrics}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: FeatsDataset, sampler: BucketBatchSampler,
+             criterion: nn.Module, info: DistInfo, num_classes: int) -> dict[str, Any]:
+    """Loss and metrics over the whole set; each rank scores its share, sums are all-reduced."""
+    model = unwrap(model)
+    model.eval()
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+    loss_sum = torch.zeros(1, dtype=torch.float64)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=pad_collate)
+    for batch in loader:
+        logits = model(batch["feats"].to(info.device), batch["lengths"].to(info.device))
+        target = batch["labels"].to(info.device)
+        loss_sum += float(criterion(logits.float(), target)) * target.numel()
+        cm += torch.from_numpy(confusion_matrix(target.cpu().numpy(),
+                                                logits.argmax(-1).cpu().numpy(),
+                                                num_classes)).double()
+    all_reduce_sum(cm, info)
+    all_reduce_sum(loss_sum, info)
+    res = metrics_from_confusion(cm.numpy().astype(np.int64), [str(i) for i in range(num_classes)])
+    res["loss"] = float(loss_sum) / max(1, res["num_utts"])
+    if math.isnan(res["loss"]):
+        raise SertkError("validation loss is NaN")
+    return res
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    new = not path.is_file()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)

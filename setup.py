@@ -1,0 +1,35 @@
+"""sertk: speech emotion recognition toolkit in the Kaldi/ESPnet recipe style."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = {}
+exec((here / "sertk" / "version.py").read_text(), version)
+
+setup(
+    name="sertk",
+    version=version["__version__"],
+    description="Speech emotion recognition toolkit with Kaldi/ESPnet-style recipes",
+    long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["sertk", "sertk.*"]),
+    install_requires=[
+        "torch==2.11.*",
+        "torchaudio==2.11.*",
+        "typer>=0.12",
+        "kaldiio>=2.18",
+        "soundfile>=0.12",
+        "numpy>=1.24",
+        "tqdm>=4.60",
+        "pyyaml>=6.0",
+        "safetensors>=0.4",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "scikit-learn>=1.3", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": ["sertk=sertk.cli.main:main"]},
+)
