@@ -165,3 +165,34 @@ def aggregate(results: Sequence[Mapping[str, Any]], names: Sequence[str] | None 
     pooled = np.sum([np.asarray(r["confusion"]) for r in results], axis=0)
     out["pooled"] = metrics_from_confusion(pooled, labels)
     return out
+
+
+def results_markdown(agg: Mapping[str, Any], fold_names: Sequence[str],
+                     seconds: Sequence[float | None], title: str = "", command: str = ""
+                     ) -> str:
+    """A Markdown section: per-fold rows, mean ± std, pooled metrics, and the command."""
+    pct = 100.0
+    lines = [f"## {title}" if title else "## Results", ""]
+    if command:
+        lines += ["Command:", "", f"    {command}", ""]
+    lines += [f"Protocol: {agg['num_folds']} fold(s), {len(agg['labels'])} classes "
+              f"({' '.join(agg['labels'])}); UA = unweighted average recall, WA = accuracy; "
+              "mean ± std (population) over folds.", "",
+              "| fold | UA | WA | macro-F1 | train time (s) |", "|---|---|---|---|---|"]
+    for i, name in enumerate(fold_names):
+        sec = seconds[i] if i < len(seconds) else None
+        lines.append(f"| {name} | {pct * agg['UA']['folds'][i]:.2f} | "
+                     f"{pct * agg['WA']['folds'][i]:.2f} | "
+                     f"{pct * agg['macro_F1']['folds'][i]:.2f} | "
+                     f"{'' if sec is None else f'{sec:.0f}'} |")
+    known = [s for s in seconds if s is not None]
+    lines.append(f"| **mean ± std** | **{pct * agg['UA']['mean']:.2f} ± "
+                 f"{pct * agg['UA']['std']:.2f}** | {pct * agg['WA']['mean']:.2f} ± "
+                 f"{pct * agg['WA']['std']:.2f} | {pct * agg['macro_F1']['mean']:.2f} ± "
+                 f"{pct * agg['macro_F1']['std']:.2f} | "
+                 f"{f'total {sum(known):.0f}' if known else ''} |")
+    pooled = agg["pooled"]
+    lines += ["", f"Pooled over folds: UA {pct * pooled['UA']:.2f}, WA {pct * pooled['WA']:.2f}, "
+              f"macro-F1 {pct * pooled['macro_F1']:.2f} ({pooled['num_utts']} utterances).",
+              "", "```", format_confusion(pooled["confusion"], pooled["labels"]), "```", ""]
+    return "\n".join(lines)

@@ -17,7 +17,8 @@ app = typer.Typer(help="Kaldi data directories: validate, fix, split, subset, co
 def validate(data_dir: Path, audio: bool = typer.Option(True, help="also open every audio file"),
              labels: bool = typer.Option(True, help="require utt2emo")) -> None:
     """Check a data directory like Kaldi's validate_data_dir.sh."""
-    from sertk.data.datadir import DataDir, validate as run
+    from sertk.data.datadir import DataDir
+    from sertk.data.datadir import validate as run
 
     problems = run(data_dir, check_audio=audio, require_labels=labels)
     if problems:
@@ -70,7 +71,8 @@ def subset(src: Path, dst: Path,
            spk_list: Path = typer.Option(None, help="file with one speaker id per line"),
            spk: str = typer.Option(None, help="space-separated speaker ids")) -> None:
     """Copy the part of SRC for the given utterances or speakers to DST."""
-    from sertk.data.datadir import DataDir, subset as run
+    from sertk.data.datadir import DataDir
+    from sertk.data.datadir import subset as run
 
     spks = _read_list(spk_list) if spk_list else (spk.split() if spk else None)
     utts = _read_list(utt_list) if utt_list else None
@@ -81,7 +83,8 @@ def subset(src: Path, dst: Path,
 @app.command()
 def combine(dst: Path, srcs: list[Path]) -> None:
     """Concatenate data directories SRCS into DST (duplicate keys are errors)."""
-    from sertk.data.datadir import DataDir, combine as run
+    from sertk.data.datadir import DataDir
+    from sertk.data.datadir import combine as run
 
     run(dst, srcs)
     typer.echo(f"{dst}: {len(DataDir(dst).utts)} utterances")
@@ -117,3 +120,15 @@ def synth(wav_dir: Path, data_dir: Path, speakers: int = typer.Option(10),
     make_corpus(wav_dir, data_dir, num_speakers=speakers, utts_per_emotion=utts_per_emotion,
                 seed=seed)
     typer.echo(f"{data_dir}: synthetic corpus written (audio under {wav_dir})")
+
+
+@app.command()
+def trim(src: Path, dst: Path, threshold_db: float = typer.Option(
+             40.0, help="frames quieter than the loudest by more than this are silence"),
+         margin: float = typer.Option(0.1, help="seconds kept around the speech")) -> None:
+    """Trim leading/trailing silence: DST gets a segments file bounding each utterance."""
+    from sertk.data.trim import trim as run
+
+    init_logging()
+    res = run(src, dst, threshold_db, margin)
+    typer.echo(f"{dst}: {res['before']:.1f} s -> {res['after']:.1f} s of audio")

@@ -19,13 +19,17 @@ def register(app: typer.Typer) -> None:
                                                      "go"),
               folds: list[Path] = typer.Option(None, "--fold", help="results.json of one fold "
                                                                      "(repeat to aggregate)"),
-              title: str = typer.Option("", help="title of the confusion-matrix picture")
+              title: str = typer.Option("", help="title of the confusion-matrix picture"),
+              markdown: Path = typer.Option(None, help="with --fold: also write a Markdown "
+                                                       "table (e.g. EXP/RESULTS.md)"),
+              command: str = typer.Option("", help="command to quote in the Markdown")
               ) -> None:
         """WA, UA, macro-F1, per-class recall, confusion matrix (text + PNG); or, with
         --fold, mean ± std over folds and the pooled confusion matrix."""
         from sertk.data.dataset import read_labels
         from sertk.data.kaldi_table import read_table
-        from sertk.scoring import aggregate, read_hyp, score as run, summary_line, write_results
+        from sertk.scoring import aggregate, read_hyp, summary_line, write_results
+        from sertk.scoring import score as run
 
         if folds:
             results = []
@@ -37,6 +41,15 @@ def register(app: typer.Typer) -> None:
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "results.json").write_text(json.dumps(agg, indent=2) + "\n")
             write_results(agg["pooled"], out_dir / "pooled", title or "pooled over folds")
+            if markdown:
+                from sertk.scoring import results_markdown
+
+                names = [f.parent.parent.name for f in folds]
+                secs = []
+                for f in folds:  # EXP/<fold>/decode_test/results.json -> EXP/<fold>/train_seconds
+                    t = f.parent.parent / "train_seconds"
+                    secs.append(float(t.read_text()) if t.is_file() else None)
+                markdown.write_text(results_markdown(agg, names, secs, title, command))
             line = "  ".join(f"{k} {100 * agg[k]['mean']:.2f} ± {100 * agg[k]['std']:.2f}"
                              for k in ("UA", "WA", "macro_F1"))
             typer.echo(f"{len(results)} folds: {line}")
@@ -67,7 +80,8 @@ def register(app: typer.Typer) -> None:
     def pack(exp: Path = typer.Option(..., help="trained experiment directory"),
              out: Path = typer.Option(..., help="output model.zip")) -> None:
         """Pack config, labels, CMVN, front end and weights into one zip for `sertk infer`."""
-        from sertk.infer.packed import load_packed, pack as run
+        from sertk.infer.packed import load_packed
+        from sertk.infer.packed import pack as run
 
         run(exp, out)
         pm = load_packed(out)

@@ -16,7 +16,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sertk.models.layers import ConvBlock2d, StructuredSelfAttention, lengths_to_mask
+from sertk.models.layers import (
+    ConvBlock2d,
+    StructuredSelfAttention,
+    lengths_to_mask,
+    zero_padding,
+)
 from sertk.models.registry import MODELS
 
 
@@ -47,7 +52,7 @@ class CnnAttnBaseline(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = lengths_to_mask(lengths, feats.shape[1])
-        x = feats.unsqueeze(1)  # [B, 1, T, D]
+        x = zero_padding(feats.unsqueeze(1), mask)  # [B, 1, T, D], padding zeroed
         for block in self.cnn:
             x, mask = block(x, mask)
         x = x.permute(0, 2, 1, 3).flatten(2)  # [B, T', C * F']

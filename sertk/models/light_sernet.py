@@ -18,7 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sertk.models.layers import ConvBlock2d, lengths_to_mask, masked_mean_2d
+from sertk.models.layers import (
+    ConvBlock2d,
+    lengths_to_mask,
+    masked_mean_2d,
+    zero_padding,
+)
 from sertk.models.registry import MODELS
 
 
@@ -47,7 +52,7 @@ class LightSERNet(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = lengths_to_mask(lengths, feats.shape[1])
-        x = feats.unsqueeze(1)  # [B, 1, T, D]
+        x = zero_padding(feats.unsqueeze(1), mask)  # [B, 1, T, D], padding zeroed
         outs = [path(x, mask) for path in self.paths]
         x, mask = torch.cat([o[0] for o in outs], dim=1), outs[0][1]
         for block in self.lflbs:

@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from sertk.augment import build_augment
 from sertk.config import save_yaml
-from sertk.data.dataset import FeatsDataset, pad_collate, read_labels, write_labels
 from sertk.data.datadir import DataDir
+from sertk.data.dataset import FeatsDataset, pad_collate, read_labels, write_labels
 from sertk.data.sampler import BucketBatchSampler
 from sertk.errors import SertkError
 from sertk.features.cmvn import GlobalCMVN, compute_global_stats
@@ -41,7 +41,13 @@ from sertk.losses import build_loss
 from sertk.models.classifier import EmotionClassifier
 from sertk.scoring import confusion_matrix, metrics_from_confusion
 from sertk.train.checkpoint import load_state, save_state, save_weights, unwrap
-from sertk.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from sertk.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    cleanup,
+    init_distributed,
+)
 from sertk.train.schedule import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,7 @@ from sertk.models.layers.masking import (
     MaskedBatchNorm,
     lengths_to_mask,
     masked_pool_time,
+    zero_padding,
 )
 from sertk.models.layers.pooling import (
     StructuredSelfAttention,
@@ -22,4 +23,5 @@ __all__ = [
     "masked_mean_2d",
     "masked_pool_time",
     "masked_std",
+    "zero_padding",
 ]

@@ -13,8 +13,9 @@ ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "none": nn.Ident
 class ConvBlock2d(nn.Module):
     """Conv2d ('same' padding, stride 1) -> masked BatchNorm -> activation -> optional pooling.
 
-    Input and output are ``[B, C, T, F]`` with a ``[B, T]`` mask; padded frames are zeroed
-    before the convolution, so they look like the zero padding of an unpadded utterance.
+    Input and output are ``[B, C, T, F]`` with a ``[B, T]`` mask. The input's padded frames
+    must be zero (they then look like the 'same' zero padding of an unpadded utterance); the
+    output's padded frames are zero too, so blocks chain without extra masking.
     This is the LFLB of Zhao et al. / LIGHT-SERNET and the CNN layer of Ando et al.
     """
 
@@ -30,8 +31,7 @@ class ConvBlock2d(nn.Module):
         self.pool_kind = pool_kind
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.conv(zero_padding(x, mask))
-        x = self.act(self.bn(x, mask))
-        if self.pool is not None:
-            x, mask = masked_pool_time(x, mask, self.pool, self.pool_kind)
-        return zero_padding(x, mask), mask
+        x = self.act(self.bn(self.conv(x), mask))
+        if self.pool is None:
+            return zero_padding(x, mask), mask
+        return masked_pool_time(x, mask, self.pool, self.pool_kind)

@@ -31,8 +31,9 @@ def zero_padding(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class MaskedBatchNorm(nn.Module):
     """Batch norm over channel dim 1 whose training statistics use real frames only.
 
-    Works for ``[B, C, T]`` and ``[B, C, T, F]``; in eval mode it is the usual affine map with
-    running statistics. Padded frames are returned as 0.
+    Works for ``[B, C, T]`` and ``[B, C, T, F]``. Statistics are masked sums (no gather or
+    scatter), the normalisation one per-channel affine map; in eval mode the running statistics
+    are used. Padded frames of the output are not zeroed: callers mask where it matters.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1):
@@ -40,20 +41,29 @@ class MaskedBatchNorm(nn.Module):
         self.bn = nn.BatchNorm1d(channels, eps=eps, momentum=momentum)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            bn = self.bn
-            shape = (1, -1) + (1,) * (x.dim() - 2)
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            shift = bn.bias - bn.running_mean * scale
-            return zero_padding(x * scale.view(shape) + shift.view(shape), mask)
-        xt = x.movedim(1, -1)  # [B, T, ..., C]
-        valid = xt[mask]  # [N, ..., C]
-        normed = F.batch_norm(valid.reshape(-1, valid.shape[-1]), self.bn.running_mean,
-                              self.bn.running_var, self.bn.weight, self.bn.bias, True,
-                              self.bn.momentum, self.bn.eps)
-        out = xt.new_zeros(xt.shape)
-        out[mask] = normed.view(valid.shape)
-        return out.movedim(-1, 1)
+        bn = self.bn
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        if self.training:
+            # zero the padding, take the statistics of the whole tensor in one native
+            # reduction, then rescale them from all positions to the real ones
+            x = zero_padding(x, mask)
+            dims = [0, *range(2, x.dim())]
+            var_all, mean_all = torch.var_mean(x, dim=dims, unbiased=False)
+            total = x.numel() / x.shape[1]
+            n = mask.sum() * (total / mask.numel())
+            ratio = total / n
+            mean = mean_all * ratio
+            var = ((var_all + mean_all * mean_all) * ratio - mean * mean).clamp_min(0.0)
+            with torch.no_grad():
+                unbiased = var * (n / (n - 1).clamp_min(1.0))
+                bn.running_mean.lerp_(mean.detach(), bn.momentum)
+                bn.running_var.lerp_(unbiased.detach(), bn.momentum)
+                bn.num_batches_tracked += 1
+        else:
+            mean, var = bn.running_mean, bn.running_var
+        scale = bn.weight * torch.rsqrt(var + bn.eps)
+        shift = bn.bias - mean * scale
+        return torch.addcmul(shift.view(shape), x, scale.view(shape))
 
 
 def masked_pool_time(x: torch.Tensor, mask: torch.Tensor, kernel: tuple[int, int],
@@ -72,13 +82,14 @@ def masked_pool_time(x: torch.Tensor, mask: torch.Tensor, kernel: tuple[int, int
         x = F.pad(x, (0, 0, 0, pad))
         mask = F.pad(mask, (0, pad), value=False)
     m4 = _expand(mask, x)
+    new_mask = mask.view(mask.shape[0], -1, kt).any(dim=2)
     if kind == "max":
-        y = F.max_pool2d(x.masked_fill(~m4, float("-inf")), (kt, kf))
+        y = zero_padding(F.max_pool2d(x.masked_fill(~m4, float("-inf")), (kt, kf)), new_mask)
     elif kind == "avg":
         num = F.avg_pool2d(x.masked_fill(~m4, 0.0), (kt, kf))
-        den = F.avg_pool2d(m4.to(x.dtype).expand(-1, 1, -1, x.shape[3]), (kt, kf))
-        y = num / den.clamp_min(1e-8)
+        # share of real frames in each window: 1 except at an utterance's last window
+        frac = F.avg_pool1d(mask.to(x.dtype).unsqueeze(1), kt).view(mask.shape[0], 1, -1, 1)
+        y = num / frac.clamp_min(1e-8)
     else:
         raise ValueError(f"pool kind must be max or avg, got {kind!r}")
-    new_mask = mask.view(mask.shape[0], -1, kt).any(dim=2)
-    return zero_padding(y, new_mask), new_mask
+    return y, new_mask

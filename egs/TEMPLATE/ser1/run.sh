@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Template run.sh: copy egs/TEMPLATE/ser1 to egs/<corpus>/ser1, write local/data.sh, and set
+# the corpus options below. Everything else is ser.sh.
+set -euo pipefail
+export SERTK_RUN_CMD="$0 $*"
+
+./ser.sh \
+  --feats_config conf/feats/fbank80.yaml \
+  --train_config conf/model/light_sernet.yaml \
+  --local_data_opts "" \
+  "$@"

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Generic speech emotion recognition recipe (the sertk counterpart of ESPnet's asr.sh).
+# A corpus's run.sh sets its options and calls this script; local/data.sh is the only
+# corpus-specific code.
+#
+# Stages
+#   1  data preparation: local/data.sh --datadir DATADIR  writes DATADIR/all and
+#      DATADIR/folds/<fold>/{train,dev,test} (Kaldi data dirs); all are validated
+#   2  feature dump of DATADIR/all to DUMPDIR/<feats>/all (ark/scp), split per fold,
+#      global CMVN statistics from each fold's train set
+#   3  training per fold: EXPDIR/<tag>/<fold> (torchrun DDP when --ngpu > 1 or --nproc > 1)
+#   4  inference on each fold's test set + scoring (results.json, confusion.{txt,png}),
+#      aggregation over folds into EXPDIR/<tag>/RESULTS.md
+#   5  packing: EXPDIR/<tag>/<fold>/model.zip for `sertk infer`
+# Every stage can be rerun: finished work is detected (.done files) and skipped; training
+# resumes from its last checkpoint.
+set -euo pipefail
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (ser.sh:${BASH_LINENO[0]}) $*" >&2; }
+
+stage=1                 # first stage to run
+stop_stage=5            # last stage to run
+nj=4                    # parallel jobs for the feature dump
+ngpu=0                  # GPUs for training; > 1 runs torchrun with NCCL
+nproc=1                 # CPU training processes when ngpu = 0; > 1 runs torchrun with gloo
+folds=""                # folds to run (default: every DATADIR/folds/*)
+feats_config=conf/feats/fbank80.yaml
+train_config=conf/model/light_sernet.yaml
+train_args=""           # extra `sertk train` arguments, e.g. "--override train.epochs=5"
+tag=""                  # experiment tag (default: <train config>_<feats config>)
+local_data_opts=""      # options for local/data.sh
+datadir=data
+dumpdir=dump
+expdir=exp
+device=""               # cpu or cuda (default: cuda when available)
+inference_batch_size=32
+progress=true           # progress bars (off in logs of non-interactive runs)
+
+help_message="Usage: $0 [options]
+  --stage N --stop_stage N     stages to run (1 data, 2 features, 3 training, 4 scoring, 5 pack)
+  --folds 'fold1 fold2'        folds to run (default: all under \$datadir/folds)
+  --nj N                       feature dump jobs (default $nj)
+  --ngpu N | --nproc N         DDP training on N GPUs / N CPU processes
+  --feats_config FILE          feature config (default $feats_config)
+  --train_config FILE          model + training config (default $train_config)
+  --train_args 'ARGS'          extra sertk train arguments
+  --tag NAME                   experiment name under \$expdir
+  --local_data_opts 'ARGS'     options for local/data.sh
+  --datadir/--dumpdir/--expdir DIR"
+
+. ./path.sh
+. ./cmd.sh
+. parse_options.sh
+
+[ -f "$feats_config" ] || { log "feature config not found: $feats_config"; exit 1; }
+[ -f "$train_config" ] || { log "training config not found: $train_config"; exit 1; }
+feats_tag=$(basename "$feats_config" .yaml)
+[ -n "$tag" ] || tag="$(basename "$train_config" .yaml)_${feats_tag}"
+fdump=$dumpdir/$feats_tag
+exp_root=$expdir/$tag
+progress_flag=--progress; $progress || progress_flag=--no-progress
+run_cmd=${SERTK_RUN_CMD:-"$0 $*"}
+
+list_folds() {
+  if [ -n "$folds" ]; then echo "$folds"; return; fi
+  [ -d "$datadir/folds" ] || { log "no $datadir/folds: run stage 1 first"; exit 1; }
+  find "$datadir/folds" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | LC_ALL=C sort | xargs
+}
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "stage 1: data preparation (local/data.sh $local_data_opts)"
+  # shellcheck disable=SC2086
+  local/data.sh --datadir "$datadir" $local_data_opts
+  sertk data validate "$datadir/all"
+  for f in $(list_folds); do
+    for s in train dev test; do
+      sertk data validate --no-audio "$datadir/folds/$f/$s" >/dev/null
+    done
+  done
+  log "stage 1 done: $(wc -l < "$datadir/all/utt2spk") utterances, folds: $(list_folds)"
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "stage 2: feature dump ($feats_config) to $fdump"
+  if [ -f "$fdump/all/.done" ] && cmp -s "$feats_config" "$fdump/all/.conf.yaml"; then
+    log "features already dumped in $fdump/all"
+  else
+    rm -f "$fdump/all/.done"
+    sertk feats dump --conf "$feats_config" --nj "$nj" $progress_flag "$datadir/all" "$fdump/all"
+    cp "$feats_config" "$fdump/all/.conf.yaml"
+    touch "$fdump/all/.done"
+  fi
+  for f in $(list_folds); do
+    for s in train dev test; do
+      sertk data subset "$fdump/all" "$fdump/$f/$s" --utt-list "$datadir/folds/$f/$s/utt2spk" \
+        >/dev/null
+    done
+    sertk feats cmvn "$fdump/$f/train" >/dev/null
+  done
+  log "stage 2 done: $(wc -l < "$fdump/all/feats.scp") utterances in $fdump/all/feats.scp"
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  for f in $(list_folds); do
+    exp=$exp_root/$f
+    if [ -f "$exp/.done" ]; then
+      log "stage 3: $exp already trained (delete $exp/.done to train again)"; continue
+    fi
+    mkdir -p "$exp/logs"
+    launcher="sertk"
+    if [ "$ngpu" -gt 1 ]; then
+      launcher="torchrun --nproc_per_node $ngpu -m sertk.cli.main"
+    elif [ "$ngpu" -eq 0 ] && [ "$nproc" -gt 1 ]; then
+      launcher="torchrun --nproc_per_node $nproc -m sertk.cli.main"
+    fi
+    dev_opt=""
+    if [ -n "$device" ]; then dev_opt="--device $device"; elif [ "$ngpu" -eq 0 ]; then
+      dev_opt="--device cpu"; fi
+    resume=""; [ -f "$exp/checkpoints/last.pt" ] && resume="--resume"
+    log "stage 3: training $f -> $exp (log: $exp/train.log)"
+    start=$SECONDS
+    # shellcheck disable=SC2086
+    ${train_cmd} "$exp/logs/stage3.log" \
+      $launcher train --config "$train_config" --train "$fdump/$f/train" \
+        --valid "$fdump/$f/dev" --exp "$exp" --cmvn "$fdump/$f/train/cmvn.ark" \
+        $dev_opt $resume --no-progress $train_args
+    prev=$(cat "$exp/train_seconds" 2>/dev/null || echo 0)
+    echo $((prev + SECONDS - start)) > "$exp/train_seconds"
+    touch "$exp/.done"
+    log "$(tail -n 1 "$exp/logs/stage3.log" | sed 's/^# //') | $(grep -o 'best valid UA.*' \
+      "$exp/train.log" | tail -n 1)"
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  results=()
+  for f in $(list_folds); do
+    exp=$exp_root/$f
+    log "stage 4: inference and scoring on $fdump/$f/test"
+    sertk predict --model "$exp" --data "$fdump/$f/test" --out-dir "$exp/decode_test" \
+      --batch-size "$inference_batch_size" --no-progress ${device:+--device $device} >/dev/null
+    sertk score --ref "$fdump/$f/test/utt2emo" --hyp "$exp/decode_test/hyp.txt" \
+      --labels "$exp/labels.txt" --out-dir "$exp/decode_test" --title "$tag $f" \
+      | sed "s/^/$f: /" >&2
+    results+=(--fold "$exp/decode_test/results.json")
+  done
+  sertk score "${results[@]}" --out-dir "$exp_root/decode_test" \
+    --markdown "$exp_root/RESULTS.md" --command "$run_cmd" --title "$tag"
+  log "stage 4 done: $exp_root/RESULTS.md"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  for f in $(list_folds); do
+    exp=$exp_root/$f
+    sertk pack --exp "$exp" --out "$exp/model.zip"
+  done
+  log "stage 5 done: packed models in $exp_root/<fold>/model.zip"
+fi
