@@ -48,7 +48,7 @@ def _decode_bytes(data: bytes, key: str, entry: str) -> tuple[np.ndarray, int]:
 
 def _run_pipe(entry: str, key: str) -> bytes:
     cmd = entry.rstrip()[:-1].strip()
-    proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.run(cmd, shell=True, capture_output=True)
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         raise DataError(f"utterance {key}: command failed (exit {proc.returncode}): {cmd}"

@@ -98,7 +98,8 @@ class DataDir:
             try:
                 out[utt] = Segment(reco, float(start), float(end))
             except ValueError:
-                raise DataError(f"{self.path / 'segments'}: bad times for {utt}: {rest!r}") from None
+                raise DataError(f"{self.path / 'segments'}: bad times for {utt}: "
+                                f"{rest!r}") from None
         return out
 
     def audio_entries(self) -> dict[str, tuple[str, str, Segment | None]]:

@@ -152,7 +152,7 @@ class Recognizer:
             chunk = items[start:start + self.batch_size]
             pieces: list[tuple[int, int, int, torch.Tensor]] = []
             results: list[dict[str, Any]] = []
-            for idx, (key, entry) in enumerate(chunk):
+            for key, entry in chunk:
                 try:
                     feats = torch.from_numpy(compute_features(entry, self.packed.feats,
                                                               self.frontend, key))

@@ -21,6 +21,7 @@ import random
 import shutil
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +194,7 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not (progress and
                                                                       info.is_main),
                    leave=False, unit="batch")
-        aug_fn = (lambda x, lens: augment(x, lens, gen)) if augment is not None else None
+        aug_fn = partial(augment, generator=gen) if augment is not None else None
         for batch in bar:
             feats = batch["feats"].to(info.device, non_blocking=True)
             lengths = batch["lengths"].to(info.device)
