@@ -41,5 +41,5 @@ class SpecAugment:
             for _ in range(self.num_freq_masks):
                 w = draw(min(self.freq_width, dim))
                 f0 = draw(dim - w)
-                feats[b, :, f0:f0 + w] = self.value
+                feats[b, :n, f0:f0 + w] = self.value
         return feats

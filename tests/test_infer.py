@@ -1,0 +1,90 @@
+"""`sertk predict`, `sertk pack` and `sertk infer` end to end on generated audio."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sertk.data.kaldi_table import read_table
+from tests.conftest import run_sertk
+
+
+@pytest.fixture(scope="module")
+def packed(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("packed") / "model.zip"
+    res = run_sertk("pack", "--exp", trained, "--out", out)
+    assert "light_sernet, 4 classes (angry happy neutral sad), features fbank" in res.stdout
+    with zipfile.ZipFile(out) as zf:
+        assert {"config.yaml", "feats.yaml", "labels.txt", "cmvn.ark",
+                "model.safetensors"} <= set(zf.namelist())
+    return out
+
+
+def _records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _check(records, labels=("angry", "happy", "neutral", "sad")):
+    for r in records:
+        assert set(r["posteriors"]) == set(labels)
+        assert sum(r["posteriors"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert r["label"] == max(r["posteriors"], key=r["posteriors"].get)
+
+
+def test_infer_wav_list_dir_and_scp(packed, corpus, tmp_path):
+    wav = read_table(corpus / "wav.scp")
+    keys = sorted(wav)[:10]
+    (tmp_path / "list").write_text("".join(f"{wav[k]}\n" for k in keys))
+    run_sertk("infer", "--model", packed, "--wav-list", tmp_path / "list", "--out",
+              tmp_path / "a.jsonl", "--batch-size", "4")
+    recs = _records(tmp_path / "a.jsonl")
+    assert [r["key"] for r in recs] == keys
+    _check(recs)
+
+    scp = tmp_path / "wav.scp"
+    scp.write_text("".join(f"{k} cat {wav[k]} |\n" for k in keys[:3]))  # pipes too
+    run_sertk("infer", "--model", packed, "--wav-scp", scp, "--out", tmp_path / "b.jsonl")
+    recs_b = _records(tmp_path / "b.jsonl")
+    for ra, rb in zip(recs[:3], recs_b):
+        assert ra["key"] == rb["key"]
+        for lab in ra["posteriors"]:
+            assert ra["posteriors"][lab] == pytest.approx(rb["posteriors"][lab], abs=1e-5)
+
+    spk_dir = corpus.parent / "wav" / "spk02"
+    run_sertk("infer", "--model", packed, "--dir", spk_dir, "--out", tmp_path / "c.jsonl")
+    recs_c = _records(tmp_path / "c.jsonl")
+    assert len(recs_c) == len(list(spk_dir.iterdir()))
+    _check(recs_c)
+
+
+def test_infer_long_audio_segments(packed, tmp_path):
+    rng = np.random.default_rng(0)
+    long = tmp_path / "long.wav"
+    sf.write(long, (0.05 * rng.standard_normal(16000 * 5)).astype(np.float32), 16000)
+    (tmp_path / "l").write_text(f"{long}\n")
+    out = run_sertk("infer", "--model", packed, "--wav-list", tmp_path / "l", "--segment",
+                    "2.0", "--shift", "1.0").stdout
+    rec = json.loads(out.splitlines()[0])
+    assert [(s["start"], s["end"]) for s in rec["segments"]][:2] == [(0.0, 2.0), (1.0, 3.0)]
+    assert rec["segments"][-1]["end"] == pytest.approx(4.98, abs=0.03)
+    _check(rec["segments"] + [rec])
+    mean = np.mean([[s["posteriors"][k] for k in sorted(s["posteriors"])]
+                    for s in rec["segments"]], axis=0)
+    np.testing.assert_allclose([rec["posteriors"][k] for k in sorted(rec["posteriors"])],
+                               mean, atol=1e-4)
+
+
+def test_predict_and_score_dump(trained, dumped, tmp_path):
+    run_sertk("predict", "--model", trained, "--data", dumped / "fold1" / "test", "--out-dir",
+              tmp_path, "--no-progress")
+    hyp = read_table(tmp_path / "hyp.txt")
+    assert set(hyp) == set(read_table(dumped / "fold1" / "test" / "utt2emo"))
+    _check(_records(tmp_path / "posteriors.jsonl"))
+    out = run_sertk("score", "--ref", dumped / "fold1" / "test" / "utt2emo", "--hyp",
+                    tmp_path / "hyp.txt", "--labels", trained / "labels.txt", "--out-dir",
+                    tmp_path).stdout
+    assert out.startswith("UA ")

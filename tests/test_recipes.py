@@ -1,0 +1,118 @@
+"""Recipes: the mini recipe end to end (the CI integration test) and RAVDESS data preparation.
+
+The RAVDESS fold tests build a fake corpus with the official file names; the check on the real
+corpus runs only where ../shared/corpora/ravdess exists.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sertk.data.datadir import DataDir, validate
+from tests.conftest import REPO
+
+RAVDESS_RECIPE = REPO / "egs" / "ravdess" / "ser1"
+REAL_RAVDESS = REPO.parent / "shared" / "corpora" / "ravdess"
+EMOBOX = {"fold1": [1, 11, 20, 21], "fold2": [4, 10, 12, 14], "fold3": [8, 9, 19, 23],
+          "fold4": [3, 5, 7, 24], "fold5": [2, 15, 16, 18], "fold6": [6, 13, 17, 22]}
+
+
+def bash(cmd: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["bash", "-c", cmd], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def test_mini_recipe_end_to_end(tmp_path):
+    recipe = REPO / "egs" / "mini_emo" / "ser1"
+    dirs = f"--datadir {tmp_path}/data --dumpdir {tmp_path}/dump --expdir {tmp_path}/exp"
+    proc = bash(f"./run.sh {dirs} --progress false", recipe)
+    m = re.search(r"1 folds: UA ([\d.]+) ± ([\d.]+)", proc.stdout + proc.stderr)
+    assert m, proc.stderr[-2000:]
+    assert float(m.group(1)) > 50.0  # 4 balanced classes: chance is 25
+    exp = tmp_path / "exp" / "light_sernet_mini"
+    for f in ("RESULTS.md", "fold1/decode_test/confusion.png", "fold1/model.zip",
+              "fold1/train.log", "fold1/metrics.csv", "fold1/logs/stage3.log"):
+        assert (exp / f).is_file(), f
+    # every stage is safe to rerun: finished work is detected and reused
+    again = bash(f"./run.sh {dirs} --stage 2 --progress false", recipe)
+    assert "already trained" in again.stderr and "features already dumped" in again.stderr
+    assert m.group(0) in again.stdout + again.stderr
+
+
+def fake_ravdess(root: Path, per_actor: int = 3) -> Path:
+    """Official layout, short 48 kHz files; one file of Actor_02 is stereo, one is a song."""
+    rng = np.random.default_rng(0)
+    for actor in range(1, 25):
+        d = root / f"Actor_{actor:02d}"
+        d.mkdir(parents=True)
+        for k in range(per_actor):
+            emo = 1 + (actor + k) % 8
+            inten = 1 if emo == 1 else 1 + k % 2
+            name = f"03-01-{emo:02d}-{inten:02d}-{1 + k % 2:02d}-01-{actor:02d}"
+            sig = (0.1 * rng.standard_normal(4800)).astype(np.float32)
+            if actor == 2 and k == 0:
+                sig = np.stack([sig, sig], axis=1)
+            sf.write(d / f"{name}.{'wav' if k % 2 else 'flac'}", sig, 48000)
+        sf.write(d / f"03-02-01-01-01-01-{actor:02d}.wav", np.zeros(480, np.float32), 48000)
+    return root
+
+
+def test_ravdess_emobox_folds_keep_test_actors_out(tmp_path):
+    root = fake_ravdess(tmp_path / "RAVDESS")
+    data = tmp_path / "data"
+    proc = bash(f". ./path.sh && local/data.sh --datadir {data} --corpus_root {root} "
+                "--trim_silence false", RAVDESS_RECIPE)
+    assert "72 utterances from 24 actors; skipped 24 non-speech files" in proc.stdout
+    assert validate(data / "all") == []
+    d = DataDir(data / "all")
+    utt = "actor02_03-01-03-01-01-01-02"
+    assert d.utt2emo[utt] == "happy" and d.table("utt2gender")[utt] == "f"
+    assert d.table("text")[utt] == "KIDS ARE TALKING BY THE DOOR"
+    folds = sorted(p.name for p in (data / "folds").iterdir())
+    assert folds == sorted(EMOBOX)
+    for fold, actors in EMOBOX.items():
+        test_spk = {f"actor{a:02d}" for a in actors}
+        spks = {part: set(DataDir(data / "folds" / fold / part).utt2spk.values())
+                for part in ("train", "dev", "test")}
+        assert spks["test"] == test_spk
+        assert not spks["train"] & test_spk, f"{fold}: test actor in train"
+        assert not spks["dev"] & test_spk, f"{fold}: test actor in dev"
+        assert not spks["train"] & spks["dev"]
+        assert len(spks["dev"]) == 2
+        assert {int(s[-2:]) % 2 for s in spks["dev"]} == {0, 1}  # one female, one male
+        assert len(spks["train"]) + len(spks["dev"]) + len(spks["test"]) == 24
+
+
+def test_ravdess_leave_one_actor_out_with_trimming(tmp_path):
+    root = fake_ravdess(tmp_path / "RAVDESS", per_actor=2)
+    data = tmp_path / "data"
+    bash(f". ./path.sh && local/data.sh --datadir {data} --corpus_root {root} "
+         "--protocol loao", RAVDESS_RECIPE)
+    folds = sorted(p.name for p in (data / "folds").iterdir())
+    assert len(folds) == 24
+    for fold in folds:
+        actor = f"actor{fold[-2:]}"
+        assert set(DataDir(data / "folds" / fold / "test").utt2spk.values()) == {actor}
+        for part in ("train", "dev"):
+            assert actor not in set(DataDir(data / "folds" / fold / part).utt2spk.values())
+    assert (data / "all" / "segments").is_file() and validate(data / "all") == []
+
+
+@pytest.mark.skipif(not REAL_RAVDESS.is_dir(), reason="real RAVDESS corpus not available")
+def test_real_ravdess_data_preparation(tmp_path):
+    proc = bash(f". ./path.sh && python local/prepare_ravdess.py {REAL_RAVDESS} "
+                f"{tmp_path}/all", RAVDESS_RECIPE)
+    assert "1440 utterances from 24 actors" in proc.stdout
+    d = DataDir(tmp_path / "all")
+    counts = {lab: list(d.utt2emo.values()).count(lab) for lab in d.labels()}
+    assert counts == {"angry": 192, "calm": 192, "disgust": 192, "fearful": 192, "happy": 192,
+                      "neutral": 96, "sad": 192, "surprised": 192}
+    assert validate(tmp_path / "all", check_audio=False) == []
