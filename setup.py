@@ -29,7 +29,10 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=7", "scikit-learn>=1.3", "ruff>=0.5"],
+        "opensmile": ["opensmile>=2.5"],
+        # kaldi-native-fbank and transformers are independent references for the tests
+        "test": ["pytest>=7", "scikit-learn>=1.3", "ruff>=0.5", "opensmile>=2.5",
+                 "kaldi-native-fbank>=1.20", "transformers>=4.40"],
     },
     entry_points={"console_scripts": ["sertk=sertk.cli.main:main"]},
 )

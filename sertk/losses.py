@@ -38,21 +38,28 @@ class FocalLoss(nn.Module):
         self.register_buffer("weight", weight if weight is not None else None)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logp = F.log_softmax(logits.float(), dim=-1).gather(1, target[:, None]).squeeze(1)
-        loss = -((1 - logp.exp()) ** self.gamma) * logp
+        """``target``: class indices ``[B]`` or probabilities ``[B, C]`` (e.g. from mixup)."""
+        logp = F.log_softmax(logits.float(), dim=-1)
+        soft = target if target.dim() == 2 else F.one_hot(target, logits.shape[-1]).float()
+        per_class = -soft * (1 - logp.exp()) ** self.gamma * logp
         if self.weight is not None:
-            w = self.weight[target]
-            return (loss * w).sum() / w.sum()
-        return loss.mean()
+            w = (soft * self.weight).sum(-1)
+            return (per_class * self.weight).sum() / w.sum()
+        return per_class.sum(-1).mean()
 
 
 def build_loss(cfg: dict[str, Any], class_counts: Sequence[int]) -> nn.Module:
+    """Both losses accept class indices or probabilities (soft labels) as targets."""
     cfg = dict(cfg or {})
     name = cfg.pop("name", "ce")
     weight = inverse_frequency_weights(class_counts) if cfg.pop("class_weights", False) else None
     if name == "ce":
-        return nn.CrossEntropyLoss(weight=weight,
-                                   label_smoothing=float(cfg.pop("label_smoothing", 0.0)))
-    if name == "focal":
-        return FocalLoss(gamma=float(cfg.pop("gamma", 2.0)), weight=weight)
-    raise SertkError(f"unknown loss {name!r}; known: ce, focal")
+        loss: nn.Module = nn.CrossEntropyLoss(
+            weight=weight, label_smoothing=float(cfg.pop("label_smoothing", 0.0)))
+    elif name == "focal":
+        loss = FocalLoss(gamma=float(cfg.pop("gamma", 2.0)), weight=weight)
+    else:
+        raise SertkError(f"unknown loss {name!r}; known: ce, focal")
+    if cfg:
+        raise SertkError(f"unknown options for loss {name!r}: {', '.join(sorted(cfg))}")
+    return loss

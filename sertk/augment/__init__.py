@@ -1,11 +1,7 @@
-"""Training-time augmentations (one registry); off at inference.
+"""Training-time augmentations (one registry); off at inference. See ``registry.py`` for the
+three levels (batch, items, waveform)."""
 
-An augmentation maps a normalised batch ``feats [B, T, D]`` with ``lengths [B]`` to a new one,
-drawing randomness only from the ``torch.Generator`` it is given, so runs are reproducible
-under a seed.
-"""
+from sertk.augment import copypaste, mixup, specaugment, vtlp  # noqa: F401  (register)
+from sertk.augment.registry import AUGMENTS, Batch, Compose, ItemsCompose, build_augment
 
-from sertk.augment import specaugment  # noqa: F401  (register augmentations)
-from sertk.augment.registry import AUGMENTS, Compose, build_augment
-
-__all__ = ["AUGMENTS", "Compose", "build_augment"]
+__all__ = ["AUGMENTS", "Batch", "Compose", "ItemsCompose", "build_augment"]

@@ -1,9 +1,22 @@
-"""The augmentation registry and the composition of several augmentations."""
+"""The augmentation registry; augmentations act at one of three levels.
+
+* ``batch`` -- on a normalised, padded :class:`Batch` inside the training step (SpecAugment,
+  VTLP, mixup): ``aug(batch, generator) -> batch``;
+* ``items`` -- on the list of ``(key, feats, label)`` items before padding, with access to the
+  training set (CopyPaste): ``aug(items, dataset, rng) -> items``;
+* ``waveform`` -- on audio in the feature-dump stage, driven by a data directory's
+  ``utt2aug`` table (speed perturbation, additive noise/music, reverberation).
+
+Randomness comes only from the generator/RNG passed in, so runs are reproducible under a seed;
+nothing is applied at inference.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any
 
+import numpy as np
 import torch
 
 from sertk.errors import SertkError
@@ -12,37 +25,75 @@ from sertk.registry import Registry
 AUGMENTS = Registry("augmentation")
 
 
-class BatchAugment(Protocol):
-    def __call__(self, feats: torch.Tensor, lengths: torch.Tensor,
-                 generator: torch.Generator) -> torch.Tensor: ...
+@dataclass
+class Batch:
+    """A training batch after CMVN: ``targets`` are class indices ``[B]`` or soft ``[B, C]``."""
+
+    feats: torch.Tensor
+    lengths: torch.Tensor
+    targets: torch.Tensor
+    num_classes: int
+
+    def with_feats(self, feats: torch.Tensor) -> Batch:
+        return replace(self, feats=feats)
+
+
+def level_of(aug: Any) -> str:
+    return getattr(aug, "level", "batch")
 
 
 class Compose:
-    """Applies augmentations in order, each with probability ``p`` (default 1)."""
+    """Applies batch-level augmentations in order, each with probability ``p`` per batch."""
 
-    def __init__(self, augments: list[tuple[BatchAugment, float]]):
+    def __init__(self, augments: list[tuple[Any, float]]):
         self.augments = augments
 
-    def __call__(self, feats: torch.Tensor, lengths: torch.Tensor,
-                 generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, batch: Batch, generator: torch.Generator) -> Batch:
         for aug, p in self.augments:
             if p >= 1.0 or torch.rand((), generator=generator).item() < p:
-                feats = aug(feats, lengths, generator)
-        return feats
+                batch = aug(batch, generator)
+        return batch
 
     def __len__(self) -> int:
         return len(self.augments)
 
 
-def build_augment(cfgs: list[dict[str, Any]] | None) -> Compose | None:
-    """Build from the ``augment:`` list of a training config: ``[{name: ..., p: ..., ...}]``."""
-    if not cfgs:
-        return None
-    out = []
-    for cfg in cfgs:
+class ItemsCompose:
+    """Applies item-level augmentations (before padding) in order."""
+
+    def __init__(self, augments: list[Any]):
+        self.augments = augments
+
+    def __call__(self, items: list, dataset: Any, rng: np.random.Generator) -> list:
+        for aug in self.augments:
+            items = aug(items, dataset, rng)
+        return items
+
+    def __len__(self) -> int:
+        return len(self.augments)
+
+
+def build_augment(cfgs: list[dict[str, Any]] | None) -> tuple[Compose | None,
+                                                               ItemsCompose | None]:
+    """Build the ``augment:`` list of a training config: ``[{name: ..., p: ..., ...}]``.
+
+    Returns the batch-level and the item-level pipelines (either may be None).
+    """
+    batch, items = [], []
+    for cfg in cfgs or []:
         cfg = dict(cfg)
         if "name" not in cfg:
             raise SertkError(f"augmentation entry without a name: {cfg}")
         name, p = cfg.pop("name"), float(cfg.pop("p", 1.0))
-        out.append((AUGMENTS.build(name, **cfg), p))
-    return Compose(out)
+        aug = AUGMENTS.build(name, **cfg)
+        level = level_of(aug)
+        if level == "batch":
+            batch.append((aug, p))
+        elif level == "items":
+            if p != 1.0:
+                raise SertkError(f"{name}: set its own probability option, not p")
+            items.append(aug)
+        else:
+            raise SertkError(f"{name} is a {level}-level augmentation: apply it to the data "
+                             "directory (`sertk data augment`) before the feature dump")
+    return (Compose(batch) if batch else None, ItemsCompose(items) if items else None)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from sertk.data.datadir import DataDir
+from sertk.data.segments import windows
 from sertk.errors import DataError
 
 
@@ -28,16 +29,23 @@ def write_labels(path: str | Path, labels: list[str]) -> None:
 
 
 class FeatsDataset(torch.utils.data.Dataset):
-    """Utterances of a dump directory: ``(key, feats [T, D] float32, label index or -1)``.
+    """Items of a dump directory: ``(key, feats [T, D] float32, label index or -1)``.
 
     Features are read lazily from the arks. A label not in ``labels``, a missing label (when
     ``require_labels``) or a NaN/Inf feature raises :class:`DataError` naming the utterance.
-    ``crop_frames`` (training only) takes a random window of at most that many frames.
+
+    Training views (all optional):
+
+    * ``crop_frames``: a random window of at most that many frames per item;
+    * ``segment = (length, shift)``: every utterance becomes its overlapping windows, each an
+      item with the utterance's label (segment-level training);
+    * ``repeat``: each item appears ``repeat`` times per epoch (copies for random
+      augmentation, e.g. VTLP's 7 extra copies with ``repeat: 8``).
     """
 
     def __init__(self, dump_dir: str | Path, labels: list[str] | None,
                  require_labels: bool = True, crop_frames: int | None = None,
-                 seed: int = 0):
+                 seed: int = 0, segment: tuple[int, int] | None = None, repeat: int = 1):
         self.dir = DataDir(dump_dir)
         if not self.dir.has("feats.scp"):
             raise DataError(f"{self.dir.path}: feats.scp is missing (run `sertk feats dump`)")
@@ -60,19 +68,28 @@ class FeatsDataset(torch.utils.data.Dataset):
             u2n = self.dir.table("utt2num_frames")
             self.lengths = [int(u2n[k]) for k in self.keys]
         else:
-            self.lengths = [self._load(i).shape[0] for i in range(len(self.keys))]
+            self.lengths = [self.load(i).shape[0] for i in range(len(self.keys))]
         self.crop_frames = crop_frames
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        # items: (utterance index, start, end); end None = whole utterance
+        items: list[tuple[int, int, int | None]] = []
+        for i, n in enumerate(self.lengths):
+            if segment is not None:
+                items.extend((i, s, e) for s, e in windows(n, int(segment[0]), int(segment[1])))
+            else:
+                items.append((i, 0, None))
+        self.items = items * max(1, int(repeat))
 
     def set_epoch(self, epoch: int, rank: int = 0) -> None:
         """Reseed the cropping so every epoch (and rank) draws different, reproducible crops."""
         self.rng = np.random.default_rng([self.seed, epoch, rank])
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.items)
 
-    def _load(self, i: int) -> np.ndarray:
+    def load(self, i: int) -> np.ndarray:
+        """Features of utterance ``i`` (index into ``keys``), checked for NaN/Inf."""
         key = self.keys[i]
         try:
             mat = kaldiio.load_mat(self.scp[key])
@@ -83,16 +100,30 @@ class FeatsDataset(torch.utils.data.Dataset):
             raise DataError(f"utterance {key}: NaN/Inf in features {self.scp[key]}")
         return mat
 
-    def __getitem__(self, i: int) -> tuple[str, torch.Tensor, int]:
-        mat = self._load(i)
-        if self.crop_frames and mat.shape[0] > self.crop_frames:
-            start = int(self.rng.integers(0, mat.shape[0] - self.crop_frames + 1))
-            mat = mat[start:start + self.crop_frames]
+    def random_chunk(self, mat: np.ndarray, frames: int | None) -> np.ndarray:
+        if frames and mat.shape[0] > frames:
+            start = int(self.rng.integers(0, mat.shape[0] - frames + 1))
+            mat = mat[start:start + frames]
+        return mat
+
+    def __getitem__(self, j: int) -> tuple[str, torch.Tensor, int]:
+        i, start, end = self.items[j]
+        mat = self.load(i)
+        if end is not None:
+            mat = mat[start:end]
+        mat = self.random_chunk(mat, self.crop_frames)
         return self.keys[i], torch.from_numpy(np.array(mat, dtype=np.float32)), self.targets[i]
 
-    def effective_length(self, i: int) -> int:
-        n = self.lengths[i]
+    def effective_length(self, j: int) -> int:
+        i, start, end = self.items[j]
+        n = (end - start) if end is not None else self.lengths[i]
         return min(n, self.crop_frames) if self.crop_frames else n
+
+    def indices_by_label(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {}
+        for i, t in enumerate(self.targets):
+            out.setdefault(t, []).append(i)
+        return out
 
 
 def pad_collate(batch: list[tuple[str, torch.Tensor, int]]) -> dict[str, object]:

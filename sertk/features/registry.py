@@ -62,4 +62,11 @@ class FeatureConfig:
 
 
 def build_frontend(cfg: FeatureConfig) -> FrontEnd:
-    return FEATURES.build(cfg.name, sample_rate=cfg.sample_rate, **cfg.params)
+    """The registered front end with the config's post-processing (deltas, per-utterance or
+    sliding CMVN, fixed length; see :mod:`sertk.features.postprocess`)."""
+    from sertk.features.postprocess import POST_KEYS, PostProcessed
+
+    params = {k: v for k, v in cfg.params.items() if k not in POST_KEYS}
+    post = {k: v for k, v in cfg.params.items() if k in POST_KEYS}
+    base = FEATURES.build(cfg.name, sample_rate=cfg.sample_rate, **params)
+    return PostProcessed(base, **post) if post else base

@@ -4,6 +4,11 @@ Frames of ``frame_length`` ms every ``frame_shift`` ms, a Hamming window, a zero
 ``n_fft``-point DFT, and the power of the bins below ``max_freq`` Hz. With the defaults (40 ms,
 10 ms, NFFT 1600 at 16 kHz, 0-4 kHz) this is the 400-bin input of ``cnn_attn_baseline``.
 Framing follows Kaldi's ``snip_edges=true``: ``1 + (n - win) // hop`` frames.
+
+Li et al. (papers.md section 15) scale each utterance's matrix to [-1, 1] and compand it with
+mu-law (mu = 255): ``F(x) = sgn(x) ln(1 + mu |x|) / ln(1 + mu)``; set ``scale: minmax`` and
+``mu_law: 255``. Whether the paper scaled the magnitude or its log is not specified; sertk
+scales the log power (``log: false`` uses the power itself).
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ class LogPowerSpectrogram:
 
     def __init__(self, sample_rate: int = 16000, frame_length: float = 40.0,
                  frame_shift: float = 10.0, n_fft: int = 1600, max_freq: float = 4000.0,
-                 window: str = "hamming", floor: float = 1e-10):
+                 window: str = "hamming", floor: float = 1e-10, log: bool = True,
+                 scale: str | None = None, mu_law: float | None = None):
+        if scale not in (None, "minmax"):
+            raise ValueError(f"scale must be null or minmax, got {scale!r}")
+        if mu_law is not None and scale != "minmax":
+            raise ValueError("mu_law companding needs scale: minmax (input in [-1, 1])")
+        self.log, self.scale, self.mu = log, scale, mu_law
         self.win = int(round(sample_rate * frame_length / 1000))
         self.hop = int(round(sample_rate * frame_shift / 1000))
         if n_fft < self.win:
@@ -36,5 +47,16 @@ class LogPowerSpectrogram:
         frames = wav.unfold(0, self.win, self.hop)  # [T, win]
         frames = frames - frames.mean(dim=1, keepdim=True)
         spec = torch.fft.rfft(frames * self.window, n=self.n_fft)
-        power = spec.real.square() + spec.imag.square()
-        return torch.log(power[:, : self.dim].clamp_min(self.floor))
+        power = (spec.real.square() + spec.imag.square())[:, : self.dim]
+        x = torch.log(power.clamp_min(self.floor)) if self.log else power
+        if self.scale == "minmax":
+            lo, hi = x.min(), x.max()
+            x = 2 * (x - lo) / (hi - lo).clamp_min(1e-12) - 1
+        if self.mu is not None:
+            x = mu_law(x, self.mu)
+        return x
+
+
+def mu_law(x: torch.Tensor, mu: float = 255.0) -> torch.Tensor:
+    """mu-law companding of values in [-1, 1]."""
+    return torch.sign(x) * torch.log1p(mu * x.abs()) / torch.log1p(torch.tensor(mu))

@@ -43,7 +43,14 @@ def posteriors(packed: PackedModel, feats: list[torch.Tensor], device: torch.dev
 def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
                  device: str = "cpu", batch_size: int = 32, progress: bool = True
                  ) -> dict[str, str]:
-    """Write ``posteriors.jsonl`` and ``hyp.txt`` (``utt label``) for a dump directory."""
+    """Write ``posteriors.jsonl`` and ``hyp.txt`` (``utt label``) for a dump directory.
+
+    A model trained with ``train.eval_segment`` scores each utterance as the mean posterior
+    of its windows, as in its validation.
+    """
+    from sertk.train.trainer import segment_posteriors
+
+    segment = (packed.config.get("train") or {}).get("eval_segment")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ds = FeatsDataset(data_dir, packed.labels, require_labels=False)
@@ -54,8 +61,12 @@ def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
     packed.model.to(device).eval()
     for batch in tqdm(loader, desc="predict", disable=not progress, unit="batch"):
         with torch.no_grad():
-            logits = packed.model(batch["feats"].to(device), batch["lengths"].to(device))
-        post = torch.softmax(logits.float(), -1).cpu()
+            if segment:
+                post = segment_posteriors(packed.model, batch["feats"], batch["lengths"],
+                                          tuple(segment), device)
+            else:
+                logits = packed.model(batch["feats"].to(device), batch["lengths"].to(device))
+                post = torch.softmax(logits.float(), -1).cpu()
         for key, p in zip(batch["keys"], post):
             records[key] = _record(key, p, packed.labels)
             hyp[key] = records[key]["label"]

@@ -3,7 +3,6 @@ trained, checkpointed and packed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,8 @@ from sertk.models.registry import MODELS
 
 
 class EmotionClassifier(nn.Module):
-    """``logits = net(augment(cmvn(feats)), lengths)``; augmentation only in training."""
+    """``logits = net(cmvn(feats), lengths)``; ``normalized=True`` skips the CMVN (the trainer
+    normalises first so that augmentations see normalised features)."""
 
     def __init__(self, name: str, input_dim: int, num_classes: int,
                  conf: dict[str, Any] | None = None, cmvn: GlobalCMVN | None = None):
@@ -28,10 +28,6 @@ class EmotionClassifier(nn.Module):
         self.input_dim = input_dim
         self.num_classes = num_classes
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor,
-                augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, normalized: bool = False
                 ) -> torch.Tensor:
-        x = self.cmvn(feats)
-        if augment is not None and self.training:
-            x = augment(x, lengths)
-        return self.net(x, lengths)
+        return self.net(feats if normalized else self.cmvn(feats), lengths)

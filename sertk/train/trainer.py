@@ -30,11 +30,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from sertk.augment import build_augment
+from sertk.augment import Batch, build_augment
 from sertk.config import save_yaml
 from sertk.data.datadir import DataDir
 from sertk.data.dataset import FeatsDataset, pad_collate, read_labels, write_labels
 from sertk.data.sampler import BucketBatchSampler
+from sertk.data.segments import windows
 from sertk.errors import SertkError
 from sertk.features.cmvn import GlobalCMVN, compute_global_stats
 from sertk.logging_utils import setup_logging
@@ -54,6 +55,7 @@ from sertk.train.schedule import build_optimizer, build_scheduler
 log = logging.getLogger(__name__)
 
 DEFAULT_TRAIN = {"epochs": 30, "batch_size": 16, "max_frames": None, "crop_frames": None,
+                 "segment": None, "eval_segment": None, "repeat": 1,
                  "grad_clip": 5.0, "patience": None, "seed": 0, "num_workers": 0,
                  "amp": True, "valid_batch_size": 32}
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "valid_loss", "valid_WA", "valid_UA",
@@ -106,8 +108,10 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     seed = int(tc["seed"])
     seed_everything(seed)
     labels = prepare_labels(cfg, train_dir, labels_file)
-    train_set = FeatsDataset(train_dir, labels, crop_frames=tc["crop_frames"], seed=seed)
+    train_set = FeatsDataset(train_dir, labels, crop_frames=tc["crop_frames"], seed=seed,
+                             segment=tc["segment"], repeat=int(tc["repeat"]))
     valid_set = FeatsDataset(valid_dir, labels)
+    eval_segment = tuple(tc["eval_segment"]) if tc["eval_segment"] else None
     input_dim = int(DataDir(train_dir).path.joinpath("feat_dim").read_text()) \
         if (train_dir / "feat_dim").is_file() else train_set[0][1].shape[1]
     log.info("train %s: %d utts; valid %s: %d utts; %d classes: %s; input dim %d; %d process(es)"
@@ -154,7 +158,7 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     epochs = int(tc["epochs"])
     scheduler, interval = build_scheduler(optimizer, cfg.get("scheduler"), epochs,
                                           len(train_sampler))
-    augment = build_augment(cfg.get("augment"))
+    batch_aug, items_aug = build_augment(cfg.get("augment"))
     use_amp = bool(tc["amp"]) and info.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -186,21 +190,28 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
         gen = torch.Generator().manual_seed(seed + 7919 * epoch + info.rank)
         train_sampler.set_epoch(epoch)
         train_set.set_epoch(epoch, info.rank)
+        collate = pad_collate if items_aug is None else partial(
+            _augmented_collate, items_aug, train_set, np.random.default_rng([seed, epoch, 1 +
+                                                                             info.rank]))
         loader = torch.utils.data.DataLoader(train_set, batch_sampler=train_sampler,
-                                             collate_fn=pad_collate,
+                                             collate_fn=collate,
                                              num_workers=int(tc["num_workers"]))
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not (progress and
                                                                       info.is_main),
                    leave=False, unit="batch")
-        aug_fn = partial(augment, generator=gen) if augment is not None else None
         for batch in bar:
             feats = batch["feats"].to(info.device, non_blocking=True)
             lengths = batch["lengths"].to(info.device)
             target = batch["labels"].to(info.device)
+            with torch.no_grad():
+                feats = model.cmvn(feats)
+            if batch_aug is not None:
+                b = batch_aug(Batch(feats, lengths, target, len(labels)), gen)
+                feats, lengths, target = b.feats, b.lengths, b.targets
             with torch.autocast(info.device.type, dtype=torch.float16, enabled=use_amp):
-                logits = ddp_model(feats, lengths, aug_fn)
+                logits = ddp_model(feats, lengths, normalized=True)
                 loss = criterion(logits.float(), target)
             if not torch.isfinite(loss):
                 raise SertkError(f"epoch {epoch}: loss became {loss.item()} on batch "
@@ -214,9 +225,10 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
             scaler.update()
             if scheduler is not None and interval == "step":
                 scheduler.step()
-            n = target.numel()
+            n = target.shape[0]
+            hard = target if target.dim() == 1 else target.argmax(-1)
             loss_sum += loss.item() * n
-            correct += int((logits.argmax(-1) == target).sum())
+            correct += int((logits.argmax(-1) == hard).sum())
             seen += n
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
         bar.close()
@@ -226,7 +238,8 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
         tot = all_reduce_sum(torch.tensor([loss_sum, correct, seen], dtype=torch.float64), info)
         train_loss, train_acc = float(tot[0] / tot[2]), float(tot[1] / tot[2])
 
-        metrics = evaluate(model, valid_set, valid_sampler, criterion, info, len(labels))
+        metrics = evaluate(model, valid_set, valid_sampler, criterion, info, len(labels),
+                           eval_segment)
         improved = metrics["UA"] > state["best_ua"]
         state["epoch"] = epoch
         if improved:
@@ -266,19 +279,31 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: FeatsDataset, sampler: BucketBatchSampler,
-             criterion: nn.Module, info: DistInfo, num_classes: int) -> dict[str, Any]:
-    """Loss and metrics over the whole set; each rank scores its share, sums are all-reduced."""
+             criterion: nn.Module, info: DistInfo, num_classes: int,
+             segment: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Loss and metrics over the whole set; each rank scores its share, sums are all-reduced.
+
+    With ``segment = (length, shift)`` each utterance is scored as the mean posterior of its
+    windows (test-time averaging) and the loss is the NLL of that mean.
+    """
     model = unwrap(model)
     model.eval()
     cm = torch.zeros(num_classes, num_classes, dtype=torch.float64)
     loss_sum = torch.zeros(1, dtype=torch.float64)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=pad_collate)
     for batch in loader:
-        logits = model(batch["feats"].to(info.device), batch["lengths"].to(info.device))
         target = batch["labels"].to(info.device)
-        loss_sum += float(criterion(logits.float(), target)) * target.numel()
-        cm += torch.from_numpy(confusion_matrix(target.cpu().numpy(),
-                                                logits.argmax(-1).cpu().numpy(),
+        if segment is None:
+            logits = model(batch["feats"].to(info.device), batch["lengths"].to(info.device))
+            loss_sum += float(criterion(logits.float(), target)) * target.numel()
+            hyp = logits.argmax(-1)
+        else:
+            post = segment_posteriors(model, batch["feats"], batch["lengths"], segment,
+                                      info.device)
+            loss_sum += float(torch.nn.functional.nll_loss(post.clamp_min(1e-12).log(),
+                                                           target.cpu(), reduction="sum"))
+            hyp = post.argmax(-1)
+        cm += torch.from_numpy(confusion_matrix(target.cpu().numpy(), hyp.cpu().numpy(),
                                                 num_classes)).double()
     all_reduce_sum(cm, info)
     all_reduce_sum(loss_sum, info)
@@ -287,6 +312,27 @@ def evaluate(model: nn.Module, dataset: FeatsDataset, sampler: BucketBatchSample
     if math.isnan(res["loss"]):
         raise SertkError("validation loss is NaN")
     return res
+
+
+def segment_posteriors(model: nn.Module, feats: torch.Tensor, lengths: torch.Tensor,
+                       segment: tuple[int, int], device: torch.device | str) -> torch.Tensor:
+    """Mean softmax posterior over each utterance's windows -> ``[B, C]`` (on the CPU)."""
+    pieces, owner = [], []
+    for b, n in enumerate(lengths.tolist()):
+        for s, e in windows(n, int(segment[0]), int(segment[1])):
+            pieces.append(feats[b, s:e])
+            owner.append(b)
+    x = torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True).to(device)
+    lens = torch.tensor([p.shape[0] for p in pieces], device=device)
+    post = torch.softmax(model(x, lens).float(), -1).cpu()
+    idx = torch.tensor(owner)
+    out = torch.zeros(len(lengths), post.shape[1]).index_add_(0, idx, post)
+    return out / torch.bincount(idx, minlength=len(lengths)).unsqueeze(1).float()
+
+
+def _augmented_collate(items_aug, dataset: FeatsDataset, rng: np.random.Generator,
+                       items: list) -> dict[str, object]:
+    return pad_collate(items_aug(items, dataset, rng))
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:
