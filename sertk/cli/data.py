@@ -132,3 +132,42 @@ def trim(src: Path, dst: Path, threshold_db: float = typer.Option(
     init_logging()
     res = run(src, dst, threshold_db, margin)
     typer.echo(f"{dst}: {res['before']:.1f} s -> {res['after']:.1f} s of audio")
+
+
+@app.command()
+def augment(src: Path, dst: Path,
+            kind: str = typer.Option(..., "--type", help="speed, noise or reverb"),
+            factors: str = typer.Option(None, help="speed factors, e.g. '0.9 1.0 1.1'"),
+            source: Path = typer.Option(None, help="data dir of noises/music or RIRs"),
+            snrs: str = typer.Option(None, help="SNRs in dB for noise, e.g. '0 5 10'"),
+            prefix: str = typer.Option(None, help="id prefix (default sp{f}-, noise{snr}-, "
+                                                  "reverb-)"),
+            seed: int = typer.Option(0)) -> None:
+    """Write augmented copies of SRC to DST (utt2aug); `sertk feats dump` applies them.
+    Combine with the original: sertk data combine OUT SRC DST."""
+    from sertk.data.augment_dir import augment as run
+
+    run(src, dst, kind, [float(f) for f in factors.split()] if factors else None, source,
+        [float(s) for s in snrs.split()] if snrs else None, prefix, seed)
+    from sertk.data.datadir import DataDir
+
+    typer.echo(f"{dst}: {len(DataDir(dst).utts)} augmented utterances ({kind})")
+
+
+@app.command("from-dir")
+def from_dir(audio_dir: Path, dst: Path) -> None:
+    """A data dir (wav.scp, utt2spk, utt2dur) of every audio file under AUDIO_DIR, e.g. noises
+    or room impulse responses."""
+    from sertk.data.augment_dir import from_dir as run
+
+    run(audio_dir, dst)
+    typer.echo(f"{dst}: written")
+
+
+@app.command()
+def musan(root: Path, dst: Path) -> None:
+    """MUSAN (noise/, music/, speech/) -> DST/{noise,music,speech} data dirs."""
+    from sertk.data.augment_dir import musan as run
+
+    for d in run(root, dst):
+        typer.echo(f"{d}: written")

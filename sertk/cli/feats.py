@@ -31,14 +31,35 @@ def dump(data_dir: Path, dump_dir: Path,
 
 
 @app.command()
-def cmvn(dump_dir: Path, out: Path = typer.Option(None, help="default: DUMP_DIR/cmvn.ark")
-         ) -> None:
-    """Global CMVN statistics (Kaldi [2, D+1] matrix) over DUMP_DIR/feats.scp."""
-    from sertk.features.cmvn import compute_global_stats
+def cmvn(dump_dir: Path, out: Path = typer.Option(None, help="default: DUMP_DIR/cmvn.ark "
+                                                             "(DUMP_DIR/cmvn_spk.ark with "
+                                                             "--per-spk)"),
+         per_spk: bool = typer.Option(False, help="one [2, D+1] matrix per speaker")) -> None:
+    """CMVN statistics over DUMP_DIR/feats.scp: global (Kaldi [2, D+1] matrix) or per
+    speaker (an ark keyed by speaker)."""
+    from sertk.features.cmvn import compute_global_stats, compute_speaker_stats
 
+    if per_spk:
+        out = out or dump_dir / "cmvn_spk.ark"
+        stats = compute_speaker_stats(dump_dir, out)
+        typer.echo(f"{out}: statistics of {len(stats)} speakers")
+        return
     out = out or dump_dir / "cmvn.ark"
     stats = compute_global_stats(dump_dir / "feats.scp", out)
     typer.echo(f"{out}: {int(stats[0, -1])} frames, dim {stats.shape[1] - 1}")
+
+
+@app.command("apply-cmvn")
+def apply_cmvn(src: Path, dst: Path,
+               stats: Path = typer.Option(..., help="cmvn.ark (global) or cmvn_spk.ark"),
+               per_spk: bool = typer.Option(False, help="stats are per speaker"),
+               norm_vars: bool = typer.Option(True)) -> None:
+    """Write normalised features of SRC to DST (Kaldi apply-cmvn), e.g. per-speaker CMVN.
+    Per-utterance and sliding-window CMVN are feature-config options instead."""
+    from sertk.features.cmvn import apply_cmvn as run
+
+    run(src, dst, stats, per_spk, norm_vars)
+    typer.echo(f"{dst}: normalised features written")
 
 
 @app.command("list")

@@ -13,6 +13,8 @@ A data directory holds one utterance per line in each file, keys sorted in C ord
     utt2dim         <utt> <arousal> <valence> <dominance>  (optional)
     utt2gender      <utt> <m|f>                    (optional)
     feats.scp       <utt> <ark:offset>             (optional; written by the feature dump)
+    utt2aug         <utt> <JSON list of operations> (optional, sertk-specific: waveform
+                                                   augmentations applied by the dump)
 
 :func:`validate` mirrors Kaldi's ``validate_data_dir.sh``, :func:`fix` its ``fix_data_dir.sh``.
 """
@@ -42,6 +44,7 @@ UTT_TABLES: dict[str, tuple[int, int | None]] = {
     "utt2dim": (4, 4),
     "utt2gender": (2, 2),
     "feats.scp": (2, 2),
+    "utt2aug": (2, None),  # sertk: JSON list of waveform augmentations (sertk data augment)
 }
 GENDERS = {"m", "f"}
 
@@ -425,9 +428,20 @@ def combine(dst: str | Path, srcs: list[str | Path]) -> Path:
     dst = Path(dst)
     dirs = [DataDir(s) for s in srcs]
     names = ["wav.scp", *UTT_TABLES]
+    fill = {"utt2aug": "[]"}  # a source without augmentations: no operations
     for name in names:
         present = [d for d in dirs if d.has(name)]
         if not present:
+            continue
+        if name in fill:
+            merged_fill: dict[str, str] = {}
+            for d in dirs:
+                tab = d.table(name) if d.has(name) else {u: fill[name] for u in d.utts}
+                for k, v in tab.items():
+                    if k in merged_fill:
+                        raise DataError(f"combine: duplicate key {k!r} in {d.path / name}")
+                    merged_fill[k] = v
+            write_table(dst / name, merged_fill)
             continue
         if len(present) != len(dirs) and name not in ("wav.scp",):
             missing = [str(d.path) for d in dirs if not d.has(name)]

@@ -7,6 +7,7 @@ written and read with kaldiio, so Kaldi's ``apply-cmvn`` and ESPnet can read the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -72,3 +73,57 @@ class GlobalCMVN(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x - self.mean
         return x / self.std if self.norm_vars else x
+
+
+def compute_speaker_stats(dump_dir: str | Path, out: str | Path) -> dict[str, np.ndarray]:
+    """Per-speaker statistics (``compute-cmvn-stats --spk2utt``): a Kaldi ark keyed by speaker."""
+    from sertk.data.datadir import DataDir
+
+    d = DataDir(dump_dir)
+    reader = kaldiio.load_scp(str(d.path / "feats.scp"))
+    stats: dict[str, np.ndarray] = {}
+    for spk, utts in d.table("spk2utt").items():
+        stats[spk] = accumulate(reader[u] for u in utts.split())
+    kaldiio.save_ark(str(out), stats)
+    return stats
+
+
+def apply_cmvn(src: str | Path, dst: str | Path, stats_file: str | Path | None,
+               per_speaker: bool = False, norm_vars: bool = True) -> Path:
+    """Write ``dst`` = ``src`` with normalised features (Kaldi ``apply-cmvn``).
+
+    ``per_speaker``: ``stats_file`` is a speaker-keyed ark (``--utt2spk`` in Kaldi); otherwise
+    one global matrix. Tables other than ``feats.scp`` are copied.
+    """
+    import shutil
+
+    from sertk.data.datadir import DataDir
+    from sertk.data.kaldi_table import write_table
+
+    d = DataDir(src)
+    dst = Path(dst).resolve()
+    (dst / "data").mkdir(parents=True, exist_ok=True)
+    if per_speaker:
+        table = dict(kaldiio.load_ark(str(stats_file)))
+    else:
+        glob = np.asarray(kaldiio.load_mat(str(stats_file)))
+    reader = kaldiio.load_scp(str(d.path / "feats.scp"))
+    with kaldiio.WriteHelper(f"ark,scp:{dst / 'data' / 'feats.ark'},{dst / 'feats.scp'}") as w:
+        for utt in d.utts:
+            if per_speaker:
+                spk = d.utt2spk[utt]
+                if spk not in table:
+                    raise DataError(f"utterance {utt}: no CMVN statistics for speaker {spk} in "
+                                    f"{stats_file}")
+                st = table[spk]
+            else:
+                st = glob
+            mean, std = stats_to_mean_std(np.asarray(st))
+            x = reader[utt] - mean
+            w(utt, (x / std if norm_vars else x).astype(np.float32))
+    for name in os.listdir(d.path):
+        if name != "feats.scp" and (d.path / name).is_file():
+            shutil.copy(d.path / name, dst / name)
+    write_table(dst / "feats.scp", dict(line.split(maxsplit=1) for line in
+                                        (dst / "feats.scp").read_text().splitlines()))
+    return dst

@@ -29,7 +29,8 @@ from sertk.errors import DataError
 from sertk.features.registry import FeatureConfig, build_frontend
 
 log = logging.getLogger(__name__)
-COPIED_TABLES = [n for n in UTT_TABLES if n not in ("segments", "feats.scp", "utt2num_frames")]
+COPIED_TABLES = [n for n in UTT_TABLES
+                 if n not in ("segments", "feats.scp", "utt2num_frames", "utt2aug")]
 
 
 @dataclass
@@ -41,9 +42,17 @@ class DumpReport:
 
 
 def compute_features(entry: str, cfg: FeatureConfig, frontend, key: str,
-                     start: float = 0.0, end: float | None = None) -> np.ndarray:
-    """Audio entry -> ``[frames, dim]`` float32 features; errors name the utterance."""
+                     start: float = 0.0, end: float | None = None, aug: str | None = None
+                     ) -> np.ndarray:
+    """Audio entry -> ``[frames, dim]`` float32 features; errors name the utterance.
+
+    ``aug``: the utterance's ``utt2aug`` entry (waveform augmentations to apply first).
+    """
     wav = load_audio(entry, cfg.audio, key=key, start=start, end=end)
+    if aug:
+        from sertk.augment.waveform import apply_ops
+
+        wav = apply_ops(wav, cfg.sample_rate, aug, key)
     with torch.no_grad():
         feats = frontend(wav)
     if feats.shape[0] == 0:
@@ -63,7 +72,8 @@ def _init_worker(counter) -> None:
     torch.set_num_threads(1)
 
 
-def _job(job: int, items: list[tuple[str, str, float, float | None]], cfg_dict: dict,
+def _job(job: int, items: list[tuple[str, str, float, float | None, str | None]],
+         cfg_dict: dict,
          ark: str, scp: str, log_file: str, skip_bad: bool, counter=None
          ) -> tuple[int, list[str]]:
     counter = counter if counter is not None else _COUNTER
@@ -74,9 +84,9 @@ def _job(job: int, items: list[tuple[str, str, float, float | None]], cfg_dict: 
     with open(log_file, "w") as logf, \
             kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
         logf.write(f"# dump job {job}: {len(items)} utterances, features {cfg_dict}\n")
-        for key, entry, start, end in items:
+        for key, entry, start, end, aug in items:
             try:
-                feats = compute_features(entry, cfg, frontend, key, start, end)
+                feats = compute_features(entry, cfg, frontend, key, start, end, aug)
             except DataError as exc:
                 logf.write(f"ERROR {exc}\n")
                 if not skip_bad:
@@ -109,6 +119,7 @@ def dump(data_dir: str | Path, dump_dir: str | Path, cfg: FeatureConfig, nj: int
         raise DataError(f"{data_dir}: wav.scp is missing")
     entries = d.audio_entries()
     utts = d.utts
+    utt2aug = d.table("utt2aug") if d.has("utt2aug") else {}
     nj = max(1, min(nj, len(utts)))
     dump_dir = Path(dump_dir).resolve()
     (dump_dir / "data").mkdir(parents=True, exist_ok=True)
@@ -119,7 +130,8 @@ def dump(data_dir: str | Path, dump_dir: str | Path, cfg: FeatureConfig, nj: int
         items = []
         for utt in utts[bounds[j]:bounds[j + 1]]:
             _, entry, seg = entries[utt]
-            items.append((utt, entry, seg.start if seg else 0.0, seg.end if seg else None))
+            items.append((utt, entry, seg.start if seg else 0.0, seg.end if seg else None,
+                          utt2aug.get(utt)))
         jobs.append((j + 1, items, cfg.to_dict(), str(dump_dir / "data" / f"feats.{j + 1}.ark"),
                      str(dump_dir / "data" / f"feats.{j + 1}.scp"),
                      str(dump_dir / "log" / f"dump.{j + 1}.log"), skip_bad))
