@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(help="The model zoo.", no_args_is_help=True)
@@ -17,12 +19,15 @@ def list_() -> None:
 
 
 @app.command()
-def info(name: str, input_dim: int = typer.Option(40), num_classes: int = typer.Option(8)
+def info(name: str = typer.Argument(..., help="model id (uses conf/model/<id>.yaml) or a "
+                                              "config path"),
+         seconds: float = typer.Option(3.0, help="audio length for the FLOP count"),
+         num_classes: int = typer.Option(None, help="default: the config's labels, else 4")
          ) -> None:
-    """Parameter count of a model."""
-    from sertk import models
+    """Parameters and MFLOPs for SECONDS of audio, with the config's front end."""
+    from sertk.models.info import info as run
 
-    net = models.build(name, input_dim=input_dim, num_classes=num_classes)
-    n = sum(p.numel() for p in net.parameters())
-    typer.echo(f"{name}: {n} parameters ({n / 1e6:.3f} M) for input_dim={input_dim}, "
-               f"num_classes={num_classes}")
+    r = run(name, seconds, num_classes)
+    typer.echo(f"{r['model']}: {r['params']:,} parameters, {r['mflops']:.1f} MFLOPs for "
+               f"{r['seconds']:g} s of audio (input {r['input'][0]} x {r['input'][1]} from "
+               f"{Path(r['feats']).name}, {r['num_classes']} classes)")

@@ -55,3 +55,59 @@ class StructuredSelfAttention(nn.Module):
         a = self._last
         eye = torch.eye(a.shape[1], device=a.device, dtype=a.dtype)
         return ((a @ a.transpose(1, 2) - eye) ** 2).sum((1, 2)).mean()
+
+
+class StatsPooling(nn.Module):
+    """Mean and standard deviation over real frames (Snyder et al. 2018) -> ``[B, 2D]``."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.cat([masked_mean(x, mask), masked_std(x, mask)], dim=-1)
+
+
+class AttentiveStatsPooling(nn.Module):
+    """Attentive statistics pooling (Okabe et al., Interspeech 2018): frame weights from a
+    small MLP, weighted mean and standard deviation -> ``[B, 2D]``."""
+
+    def __init__(self, dim: int, hidden: int = 128):
+        super().__init__()
+        self.att = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        w = self.att(x).squeeze(-1).masked_fill(~mask, float("-inf"))
+        w = torch.softmax(w, dim=1).unsqueeze(-1)
+        mean = (w * x).sum(1)
+        var = (w * x * x).sum(1) - mean * mean
+        return torch.cat([mean, torch.sqrt(var.clamp_min(1e-5))], dim=-1)
+
+
+class AdditiveAttentionPooling(nn.Module):
+    """Bahdanau-style additive attention pooling: ``e_t = v^T tanh(W x_t + b)``, softmax over
+    real frames, weighted sum -> ``[B, D]`` (used with ``att_dim`` 16 by HNSD)."""
+
+    def __init__(self, dim: int, att_dim: int = 16):
+        super().__init__()
+        self.proj = nn.Linear(dim, att_dim)
+        self.v = nn.Linear(att_dim, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        e = self.v(torch.tanh(self.proj(x))).squeeze(-1).masked_fill(~mask, float("-inf"))
+        return (torch.softmax(e, dim=1).unsqueeze(-1) * x).sum(1)
+
+
+class GaussianAttentionPooling(nn.Module):
+    """Multi-head attention pooling of Pappagari et al. 2021 (CopyPaste ResNet):
+    ``w_{h,t} = softmax_t(-s_h ||x_t - mu_h||)`` with learnable ``s_h`` and ``mu_h``; each head
+    gives the weighted mean of the input; heads concatenated -> ``[B, heads * D]``."""
+
+    def __init__(self, dim: int, heads: int = 4):
+        super().__init__()
+        self.mu = nn.Parameter(torch.randn(heads, dim) * 0.1)
+        self.log_s = nn.Parameter(torch.zeros(heads))
+        self.heads = heads
+        self.out_dim = heads * dim
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        dist = torch.cdist(x, self.mu.unsqueeze(0).expand(x.shape[0], -1, -1))  # [B, T, H]
+        score = (-self.log_s.exp() * dist).masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        w = torch.softmax(score, dim=1)  # [B, T, H]
+        return torch.einsum("bth,btd->bhd", w, x).flatten(1)

@@ -1,0 +1,95 @@
+"""Model size and cost: parameters and MFLOPs for a given length of audio.
+
+FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode` (matrix products and
+convolutions, 2 FLOPs per multiply-add), plus recurrent layers, which it does not see:
+``2 * T * directions * gates * hidden * (input + hidden)`` per layer. Elementwise operations
+(activations, normalisation) are not counted, as is usual in the papers' tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from sertk.config import load_yaml
+from sertk.errors import SertkError
+from sertk.features.registry import FeatureConfig, build_frontend
+from sertk.models.registry import MODELS
+
+REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
+GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}
+
+
+def _rnn_flops(model: nn.Module, run) -> int:
+    total = 0
+
+    def hook(mod: nn.Module, inputs, output) -> None:  # noqa: ANN001
+        nonlocal total
+        x = inputs[0]
+        steps = int(x.data.shape[0]) if isinstance(x, nn.utils.rnn.PackedSequence) else \
+            int(x.shape[1] if mod.batch_first else x.shape[0]) * int(
+                x.shape[0] if mod.batch_first else x.shape[1])
+        dirs = 2 if mod.bidirectional else 1
+        gates = next(g for cls, g in GATES.items() if isinstance(mod, cls))
+        for layer in range(mod.num_layers):
+            inp = mod.input_size if layer == 0 else mod.hidden_size * dirs
+            total += 2 * steps * dirs * gates * mod.hidden_size * (inp + mod.hidden_size)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, tuple(GATES))]
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def count_flops(model: nn.Module, feats: torch.Tensor, lengths: torch.Tensor) -> int:
+    model.eval()
+    with torch.no_grad():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            rnn = _rnn_flops(model, lambda: model(feats, lengths))
+    return int(counter.get_total_flops()) + rnn
+
+
+def model_config(name_or_path: str) -> tuple[dict[str, Any], Path | None]:
+    """``conf/model/<id>.yaml`` for a model id, or the given YAML path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = REPO_CONF / "model" / f"{name_or_path}.yaml"
+    if path.is_file():
+        return load_yaml(path), path
+    if name_or_path in MODELS:
+        return {"model": {"name": name_or_path}}, None
+    raise SertkError(f"no config {path} and no registered model {name_or_path!r}")
+
+
+def info(name_or_path: str, seconds: float = 3.0, num_classes: int | None = None
+         ) -> dict[str, Any]:
+    """Parameters and MFLOPs of the model of a config for ``seconds`` of audio."""
+    cfg, path = model_config(name_or_path)
+    mcfg = cfg.get("model") or {}
+    feats_path = cfg.get("feats")
+    if feats_path is None:
+        raise SertkError(f"{path or name_or_path}: no 'feats:' entry naming its front end "
+                         "config; pass a config that has one")
+    fpath = Path(feats_path)
+    if not fpath.is_absolute():
+        fpath = REPO_CONF.parent / fpath
+    fcfg = FeatureConfig.load(fpath)
+    frontend = build_frontend(fcfg)
+    x = frontend(torch.zeros(int(seconds * fcfg.sample_rate)) + 1e-3)[None]
+    n_cls = num_classes or len(cfg.get("labels") or []) or 4
+    net = MODELS.build(mcfg["name"], input_dim=x.shape[2], num_classes=n_cls,
+                       **(mcfg.get("conf") or {}))
+    flops = count_flops(net, x, torch.tensor([x.shape[1]]))
+    return {"model": mcfg["name"], "config": str(path) if path else None,
+            "params": sum(p.numel() for p in net.parameters()),
+            "mflops": flops / 1e6, "input": list(x.shape[1:]), "seconds": seconds,
+            "num_classes": n_cls, "feats": str(fpath)}
