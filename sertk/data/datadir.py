@@ -12,6 +12,7 @@ A data directory holds one utterance per line in each file, keys sorted in C ord
     utt2num_frames  <utt> <frames>                 (optional; written by the feature dump)
     utt2dim         <utt> <arousal> <valence> <dominance>  (optional)
     utt2gender      <utt> <m|f>                    (optional)
+    utt2corpus      <utt> <corpus name>            (optional; for multi-corpus training)
     feats.scp       <utt> <ark:offset>             (optional; written by the feature dump)
     utt2aug         <utt> <JSON list of operations> (optional, sertk-specific: waveform
                                                    augmentations applied by the dump)
@@ -43,6 +44,7 @@ UTT_TABLES: dict[str, tuple[int, int | None]] = {
     "utt2num_frames": (2, 2),
     "utt2dim": (4, 4),
     "utt2gender": (2, 2),
+    "utt2corpus": (2, 2),
     "feats.scp": (2, 2),
     "utt2aug": (2, None),  # sertk: JSON list of waveform augmentations (sertk data augment)
 }

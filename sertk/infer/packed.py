@@ -79,7 +79,7 @@ def load_packed(path: str | Path, device: torch.device | str = "cpu") -> PackedM
     labels = [x for x in files["labels.txt"].decode().split("\n") if x.strip()]
     mcfg = config["model"]
     model = EmotionClassifier(mcfg["name"], int(config["input_dim"]), len(labels),
-                              mcfg.get("conf"))
+                              mcfg.get("conf"), aux_classes=config.get("aux_classes"))
     state = load_safetensors(files["model.safetensors"])
     try:
         model.load_state_dict(state, strict=True)

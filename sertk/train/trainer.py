@@ -40,7 +40,7 @@ from sertk.errors import SertkError
 from sertk.features.cmvn import GlobalCMVN, compute_global_stats
 from sertk.logging_utils import setup_logging
 from sertk.losses import build_loss
-from sertk.models.classifier import EmotionClassifier
+from sertk.models.classifier import EmotionClassifier, aux_tables
 from sertk.scoring import confusion_matrix, metrics_from_confusion
 from sertk.train.checkpoint import load_state, save_state, save_weights, unwrap
 from sertk.train.distributed import (
@@ -134,15 +134,24 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     mcfg = cfg.get("model") or {}
     if "name" not in mcfg:
         raise SertkError("training config needs model.name")
+    aux_vocab = aux_vocabularies(mcfg["name"], train_dir)
+    aux_classes = {t: len(v) for t, v in aux_vocab.items()} or None
+    if info.is_main and aux_classes:
+        save_yaml({**cfg, "input_dim": input_dim, "labels": labels,
+                   "aux_classes": aux_classes}, exp / "config.yaml")
     norm_vars = (cfg.get("cmvn") or {}).get("norm_vars", True)
     model = EmotionClassifier(mcfg["name"], input_dim, len(labels), mcfg.get("conf"),
-                              GlobalCMVN.from_file(cmvn_path, norm_vars)).to(info.device)
+                              GlobalCMVN.from_file(cmvn_path, norm_vars),
+                              aux_classes).to(info.device)
+    net = model.net
+    emotion_weight = float(getattr(net, "emotion_loss_weight", 1.0))
     nparams = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("model %s: %.3fM trainable parameters", mcfg["name"], nparams / 1e6)
     ddp_model: nn.Module = model
     if info.distributed:
         ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+            model, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
+            find_unused_parameters=bool(getattr(net, "ddp_find_unused_parameters", False)))
 
     counts = Counter(train_set.targets)
     criterion = build_loss(cfg.get("loss") or {}, [counts.get(i, 0) for i in range(len(labels))]
@@ -180,6 +189,8 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
         for stale in (exp / "metrics.csv", exp / "checkpoints" / "best.safetensors"):
             stale.unlink(missing_ok=True)
 
+    aux_maps = {t: {u: vocab.index(lab) for u, lab in DataDir(train_dir).table(t).items()}
+                for t, vocab in aux_vocab.items()}
     patience = tc["patience"]
     best_metrics: dict[str, Any] = {}
     for epoch in range(state["epoch"] + 1, epochs + 1):
@@ -213,6 +224,10 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
             with torch.autocast(info.device.type, dtype=torch.float16, enabled=use_amp):
                 logits = ddp_model(feats, lengths, normalized=True)
                 loss = criterion(logits.float(), target)
+                if aux_vocab:
+                    aux = {t: torch.tensor([v.get(k, -1) for k in batch["keys"]],
+                                           device=info.device) for t, v in aux_maps.items()}
+                    loss = emotion_weight * loss + net.auxiliary_loss(aux)
             if not torch.isfinite(loss):
                 raise SertkError(f"epoch {epoch}: loss became {loss.item()} on batch "
                                  f"{batch['keys'][:3]}...; lower the learning rate")
@@ -275,6 +290,17 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
         log.info("best valid UA %.4f at epoch %d -> %s", state["best_ua"], state["best_epoch"],
                  exp / "model.safetensors")
     return {"best_epoch": state["best_epoch"], "best_ua": state["best_ua"], **best_metrics}
+
+
+def aux_vocabularies(name: str, train_dir: Path) -> dict[str, list[str]]:
+    """Sorted class list of each auxiliary table the model asks for, from the training set."""
+    out = {}
+    d = DataDir(train_dir)
+    for table in aux_tables(name):
+        if not d.has(table):
+            raise SertkError(f"model {name} needs {table} in {train_dir} (auxiliary targets)")
+        out[table] = sorted(set(d.table(table).values()))
+    return out
 
 
 @torch.no_grad()
