@@ -9,7 +9,7 @@ from sertk import models
 from sertk.errors import SertkError
 from sertk.models.layers import MaskedBatchNorm, lengths_to_mask
 
-CASES = [("light_sernet", 40), ("cnn_attn_baseline", 400)]
+CASES = [("light_sernet", 40), ("cnn_attn_baseline", 400), ("cnn_asp", 64)]
 
 
 @pytest.mark.parametrize("name, dim", CASES)

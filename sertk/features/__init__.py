@@ -1,6 +1,11 @@
 """Feature front ends (one registry), CMVN and the parallel feature dump."""
 
-from sertk.features import kaldi, logmel, spectrogram  # noqa: F401  (register front ends)
+from sertk.features import (  # noqa: F401  (register front ends)
+    kaldi,
+    logmel,
+    opensmile_fe,
+    spectrogram,
+)
 from sertk.features.registry import FEATURES, FeatureConfig, build_frontend
 
 __all__ = ["FEATURES", "FeatureConfig", "build_frontend"]

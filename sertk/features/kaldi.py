@@ -1,7 +1,8 @@
 """Kaldi-compatible filterbank and MFCC via :mod:`torchaudio.compliance.kaldi`.
 
-Parameters are Kaldi's (``compute-fbank-feats`` / ``compute-mfcc-feats``) with Kaldi's defaults,
-except ``dither`` which defaults to 0 so that dumps are reproducible. The waveform is scaled to
+Parameters are Kaldi's (``compute-fbank-feats`` / ``compute-mfcc-feats``) with Kaldi's defaults
+(including ``energy_floor`` 0, where torchaudio's default is 1), except ``dither`` which
+defaults to 0 so that dumps are reproducible. The waveform is scaled to
 the 16-bit integer range first, as Kaldi reads it, so that values match Kaldi's.
 """
 
@@ -21,12 +22,13 @@ class _KaldiFrontEnd:
     def __init__(self, sample_rate: int = 16000, frame_length: float = 25.0,
                  frame_shift: float = 10.0, dither: float = 0.0, window_type: str = "povey",
                  preemphasis_coefficient: float = 0.97, low_freq: float = 20.0,
-                 high_freq: float = 0.0, snip_edges: bool = True, **kwargs: object):
+                 high_freq: float = 0.0, snip_edges: bool = True, energy_floor: float = 0.0,
+                 **kwargs: object):
         self.kwargs = dict(sample_frequency=float(sample_rate), frame_length=frame_length,
                            frame_shift=frame_shift, dither=dither, window_type=window_type,
                            preemphasis_coefficient=preemphasis_coefficient,
                            low_freq=low_freq, high_freq=high_freq, snip_edges=snip_edges,
-                           **kwargs)
+                           energy_floor=energy_floor, **kwargs)
         self.dim = int(self(torch.full((int(sample_rate),), 1e-3)).shape[1])
 
     def __call__(self, wav: torch.Tensor) -> torch.Tensor:

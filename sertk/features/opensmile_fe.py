@@ -131,4 +131,4 @@ class OpenSmile:
                 f"opensmile {self.feature_set} {self.level}: openSMILE returned NaN features "
                 f"for a {x.size / self.sample_rate:.3f} s signal ({int(np.isnan(y).sum())} "
                 "values); the signal is probably shorter than the set's analysis windows")
-        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+        return torch.from_numpy(np.array(y, dtype=np.float32, copy=True))

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from sertk.models import cnn_attn, light_sernet  # noqa: F401  (register models)
+from sertk.models import cnn_asp, cnn_attn, light_sernet  # noqa: F401  (register models)
 from sertk.models.registry import MODELS
 
 

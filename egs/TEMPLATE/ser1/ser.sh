@@ -26,6 +26,9 @@ nproc=1                 # CPU training processes when ngpu = 0; > 1 runs torchru
 folds=""                # folds to run (default: every DATADIR/folds/*)
 feats_config=conf/feats/fbank80.yaml
 train_config=conf/model/light_sernet.yaml
+speed_perturb=""        # e.g. "0.9 1.1": perturbed copies of the training sets (sp0.9-<utt>)
+cmvn_type=global        # global (per fold, in the model) or speaker (per-speaker CMVN of all
+                        # sets first, using each speaker's own unlabelled audio)
 train_args=""           # extra `sertk train` arguments, e.g. "--override train.epochs=5"
 tag=""                  # experiment tag (default: <train config>_<feats config>)
 local_data_opts=""      # options for local/data.sh
@@ -44,6 +47,8 @@ help_message="Usage: $0 [options]
   --feats_config FILE          feature config (default $feats_config)
   --train_config FILE          model + training config (default $train_config)
   --train_args 'ARGS'          extra sertk train arguments
+  --speed_perturb '0.9 1.1'    speed-perturbed copies of the training sets (Kaldi style)
+  --cmvn_type global|speaker   per-speaker CMVN before training (unlabelled speaker audio)
   --tag NAME                   experiment name under \$expdir
   --local_data_opts 'ARGS'     options for local/data.sh
   --datadir/--dumpdir/--expdir DIR"
@@ -56,7 +61,12 @@ help_message="Usage: $0 [options]
 [ -f "$train_config" ] || { log "training config not found: $train_config"; exit 1; }
 feats_tag=$(basename "$feats_config" .yaml)
 [ -n "$tag" ] || tag="$(basename "$train_config" .yaml)_${feats_tag}"
-fdump=$dumpdir/$feats_tag
+rawdump=$dumpdir/$feats_tag                          # dumps of all (and its sp copies)
+normdump=$rawdump                                    # the same, after per-speaker CMVN
+[ "$cmvn_type" = speaker ] && normdump=${rawdump}_spkcmvn
+fdump=$normdump                                      # root of the per-fold sets
+[ -n "$speed_perturb" ] && fdump=${normdump}_sp${speed_perturb// /_}
+case $cmvn_type in global|speaker) ;; *) log "--cmvn_type must be global or speaker"; exit 1;; esac
 exp_root=$expdir/$tag
 progress_flag=--progress; $progress || progress_flag=--no-progress
 run_cmd=${SERTK_RUN_CMD:-"$0 $*"}
@@ -82,22 +92,60 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "stage 2: feature dump ($feats_config) to $fdump"
-  if [ -f "$fdump/all/.done" ] && cmp -s "$feats_config" "$fdump/all/.conf.yaml"; then
-    log "features already dumped in $fdump/all"
-  else
-    rm -f "$fdump/all/.done"
-    sertk feats dump --conf "$feats_config" --nj "$nj" $progress_flag "$datadir/all" "$fdump/all"
-    cp "$feats_config" "$fdump/all/.conf.yaml"
-    touch "$fdump/all/.done"
+  # dump_once SRC_DATA DST_DUMP: skipped when DST holds a finished dump with the same config
+  dump_once() {
+    if [ -f "$2/.done" ] && cmp -s "$feats_config" "$2/.conf.yaml"; then
+      log "features already dumped in $2"; return
+    fi
+    rm -f "$2/.done"
+    sertk feats dump --conf "$feats_config" --nj "$nj" $progress_flag "$1" "$2"
+    cp "$feats_config" "$2/.conf.yaml"
+    touch "$2/.done"
+  }
+  dump_once "$datadir/all" "$rawdump/all"
+  sets=(all)
+  if [ -n "$speed_perturb" ]; then
+    sp_data=$datadir/all_sp_${speed_perturb// /_}
+    [ -f "$sp_data/utt2aug" ] || sertk data augment "$datadir/all" "$sp_data" --type speed \
+      --factors "$speed_perturb" >/dev/null
+    dump_once "$sp_data" "$rawdump/all_sp_${speed_perturb// /_}"
+    sets+=("all_sp_${speed_perturb// /_}")
+  fi
+  if [ "$cmvn_type" = speaker ]; then
+    for set in "${sets[@]}"; do
+      if [ ! -f "$normdump/$set/.done" ] || [ "$rawdump/$set/.done" -nt "$normdump/$set/.done" ]
+      then
+        sertk feats cmvn --per-spk "$rawdump/$set" >/dev/null
+        sertk feats apply-cmvn --per-spk --stats "$rawdump/$set/cmvn_spk.ark" \
+          "$rawdump/$set" "$normdump/$set" >/dev/null
+        touch "$normdump/$set/.done"
+      fi
+    done
   fi
   for f in $(list_folds); do
     for s in train dev test; do
-      sertk data subset "$fdump/all" "$fdump/$f/$s" --utt-list "$datadir/folds/$f/$s/utt2spk" \
-        >/dev/null
+      sertk data subset "$normdump/all" "$fdump/$f/$s" \
+        --utt-list "$datadir/folds/$f/$s/utt2spk" >/dev/null
     done
+    if [ -n "$speed_perturb" ]; then
+      # perturbed copies (sp<factor>-<utt>) of this fold's training utterances only
+      sp=$normdump/all_sp_${speed_perturb// /_}
+      awk 'NR == FNR { train[$1] = 1; next } { u = $1; sub(/^[^-]*-/, "", u) }
+           u in train { print $1 }' "$datadir/folds/$f/train/utt2spk" "$sp/utt2spk" \
+        > "$fdump/$f/train_sp.list"
+      sertk data subset "$sp" "$fdump/$f/train_sp_only" --utt-list "$fdump/$f/train_sp.list" \
+        >/dev/null
+      rm -rf "$fdump/$f/train_orig"; mv "$fdump/$f/train" "$fdump/$f/train_orig"
+      sertk data combine "$fdump/$f/train" "$fdump/$f/train_orig" "$fdump/$f/train_sp_only" \
+        >/dev/null
+      cp "$normdump/all/feat_dim" "$normdump/all/feats.yaml" "$fdump/$f/train/"
+      rm -rf "$fdump/$f/train_orig" "$fdump/$f/train_sp_only"
+    fi
     sertk feats cmvn "$fdump/$f/train" >/dev/null
   done
-  log "stage 2 done: $(wc -l < "$fdump/all/feats.scp") utterances in $fdump/all/feats.scp"
+  first=$(list_folds | cut -d' ' -f1)
+  log "stage 2 done: $(wc -l < "$normdump/all/feats.scp") utterances in $normdump/all;" \
+    "$first train set: $(wc -l < "$fdump/$first/train/feats.scp") utterances"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
