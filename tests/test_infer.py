@@ -88,3 +88,38 @@ def test_predict_and_score_dump(trained, dumped, tmp_path):
                     tmp_path / "hyp.txt", "--labels", trained / "labels.txt", "--out-dir",
                     tmp_path).stdout
     assert out.startswith("UA ")
+
+
+def test_trimmed_training_data_means_trimmed_inference(corpus, tmp_path):
+    """A model trained on `sertk data trim`-med data trims raw audio the same way at infer."""
+    from sertk.config import load_yaml
+    from sertk.data.datadir import subset
+    from sertk.data.trim import trim
+    from sertk.features import FeatureConfig
+    from sertk.features.dump import dump
+    from sertk.train.trainer import train
+    from tests.conftest import REPO, TINY_CONFIG
+
+    trim(corpus, tmp_path / "trimmed", progress=False)
+    dump(tmp_path / "trimmed", tmp_path / "dump", FeatureConfig.load(
+        REPO / "conf" / "feats" / "fbank40.yaml"), progress=False)
+    assert load_yaml(tmp_path / "dump" / "feats.yaml")["trim"] == {"threshold_db": 40.0,
+                                                                  "margin": 0.1}
+    utts = sorted(read_table(corpus / "utt2spk"))
+    subset(tmp_path / "dump", tmp_path / "tr", utts=utts[:-12])
+    subset(tmp_path / "dump", tmp_path / "dv", utts=utts[-12:])
+    cfg = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "epochs": 1}}
+    train(cfg, tmp_path / "tr", tmp_path / "dv", tmp_path / "exp", device="cpu",
+          progress=False)
+    run_sertk("pack", "--exp", tmp_path / "exp", "--out", tmp_path / "m.zip")
+    run_sertk("predict", "--model", tmp_path / "m.zip", "--data", tmp_path / "dv",
+              "--out-dir", tmp_path / "pred", "--no-progress")
+    wav = read_table(corpus / "wav.scp")
+    (tmp_path / "l").write_text("".join(f"{wav[u]}\n" for u in utts[-12:]))
+    run_sertk("infer", "--model", tmp_path / "m.zip", "--wav-list", tmp_path / "l",
+              "--out", tmp_path / "i.jsonl")
+    dumped = {r["key"]: r for r in _records(tmp_path / "pred" / "posteriors.jsonl")}
+    for r in _records(tmp_path / "i.jsonl"):
+        ref = dumped[r["key"]]["posteriors"]
+        for lab, p in r["posteriors"].items():
+            assert p == pytest.approx(ref[lab], abs=1e-4), r["key"]

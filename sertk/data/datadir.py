@@ -393,7 +393,7 @@ def subset(src: str | Path, dst: str | Path, utts: list[str] | None = None,
         need = {segs[u].reco for u in keep} if segs is not None else keep
         write_table(dst / "wav.scp", {k: v for k, v in d.wav_scp.items() if k in need})
     write_utt2spk(dst, {u: utt2spk[u] for u in keep})
-    for extra in ("labels.txt", "feats.yaml", "feat_dim"):
+    for extra in ("labels.txt", "feats.yaml", "feat_dim", "trim.yaml"):
         if (d.path / extra).is_file():
             shutil.copy(d.path / extra, dst / extra)
     return dst

@@ -4,7 +4,8 @@ For each utterance the audio is cut into 10 ms frames; the first and last frame 
 within ``threshold_db`` of the utterance's loudest frame bound the speech, widened by ``margin``
 seconds. Nothing inside that span is removed. The output data directory keeps the utterance
 ids: ``segments`` maps each utterance to its recording (``wav.scp`` keyed by recording), and
-``utt2dur`` holds the trimmed durations.
+``utt2dur`` holds the trimmed durations. ``trim.yaml`` records the settings; the feature dump
+copies them into ``feats.yaml`` so that a packed model trims its input the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from sertk.config import save_yaml
 from sertk.data.audio import read_entry
 from sertk.data.datadir import UTT_TABLES, DataDir, write_utt2spk
 from sertk.data.kaldi_table import write_table
@@ -66,6 +68,8 @@ def trim(src: str | Path, dst: str | Path, threshold_db: float = 40.0, margin: f
     write_table(dst / "segments", segments)
     write_table(dst / "utt2dur", utt2dur)
     write_utt2spk(dst, d.utt2spk)
+    # recorded so that the feature dump passes it on to models, which trim at inference too
+    save_yaml({"threshold_db": threshold_db, "margin": margin}, dst / "trim.yaml")
     log.info("trimmed %s: %.1f s -> %.1f s of audio (%.0f%% kept)", src, before, after,
              100 * after / max(before, 1e-9))
     return {"before": before, "after": after}

@@ -5,6 +5,7 @@ from sertk.features import (  # noqa: F401  (register front ends)
     logmel,
     opensmile_fe,
     spectrogram,
+    ssl,
 )
 from sertk.features.registry import FEATURES, FeatureConfig, build_frontend
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sertk.config import save_yaml
+from sertk.config import load_yaml, save_yaml
 from sertk.data.audio import load_audio
 from sertk.data.datadir import UTT_TABLES, DataDir, validate, write_utt2spk
 from sertk.data.kaldi_table import read_table, write_table
@@ -42,13 +42,20 @@ class DumpReport:
 
 
 def compute_features(entry: str, cfg: FeatureConfig, frontend, key: str,
-                     start: float = 0.0, end: float | None = None, aug: str | None = None
-                     ) -> np.ndarray:
+                     start: float = 0.0, end: float | None = None, aug: str | None = None,
+                     apply_trim: bool = False) -> np.ndarray:
     """Audio entry -> ``[frames, dim]`` float32 features; errors name the utterance.
 
     ``aug``: the utterance's ``utt2aug`` entry (waveform augmentations to apply first).
+    ``apply_trim``: trim silence as ``cfg.trim`` says (inference on raw audio; in a dump the
+    data directory's ``segments`` already did it).
     """
     wav = load_audio(entry, cfg.audio, key=key, start=start, end=end)
+    if apply_trim and cfg.trim:
+        from sertk.data.trim import speech_span
+
+        s, e = speech_span(wav.numpy(), cfg.sample_rate, **cfg.trim)
+        wav = wav[int(s * cfg.sample_rate):int(e * cfg.sample_rate)]
     if aug:
         from sertk.augment.waveform import apply_ops
 
@@ -217,6 +224,8 @@ def _write_dump_dir(d: DataDir, dump_dir: Path, scp: dict[str, str], shapes: dic
         if d.has(name):
             write_table(dump_dir / name, {k: v for k, v in d.table(name).items() if k in keep})
     write_utt2spk(dump_dir, {u: s for u, s in d.utt2spk.items() if u in keep})
+    if (d.path / "trim.yaml").is_file():
+        cfg = FeatureConfig.from_dict({**cfg.to_dict(), "trim": load_yaml(d.path / "trim.yaml")})
     save_yaml(cfg.to_dict(), dump_dir / "feats.yaml")
     for extra in ("labels.txt",):
         if (d.path / extra).is_file():

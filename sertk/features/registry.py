@@ -6,6 +6,9 @@ A feature config (``conf/feats/*.yaml``) names a registered front end and its pa
     sample_rate: 16000     # audio is resampled to this rate before the front end
     channel: null          # null: average channels; k: use channel k
     num_mel_bins: 80       # everything else goes to the front end's builder
+
+``trim: {threshold_db, margin}`` is set by the dump when its data directory was trimmed
+(``sertk data trim``); inference then trims leading/trailing silence the same way.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class FeatureConfig:
     sample_rate: int = 16000
     channel: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    trim: dict[str, float] | None = None
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> FeatureConfig:
@@ -46,15 +50,18 @@ class FeatureConfig:
             raise SertkError("feature config needs a 'name' (one of "
                              f"{', '.join(FEATURES.names())})")
         return cls(name=cfg.pop("name"), sample_rate=int(cfg.pop("sample_rate", 16000)),
-                   channel=cfg.pop("channel", None), params=cfg)
+                   channel=cfg.pop("channel", None), trim=cfg.pop("trim", None), params=cfg)
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureConfig:
         return cls.from_dict(load_yaml(path))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "sample_rate": self.sample_rate, "channel": self.channel,
-                **self.params}
+        out = {"name": self.name, "sample_rate": self.sample_rate, "channel": self.channel,
+               **self.params}
+        if self.trim:
+            out["trim"] = dict(self.trim)
+        return out
 
     @property
     def audio(self) -> AudioConfig:

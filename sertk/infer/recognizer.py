@@ -166,7 +166,8 @@ class Recognizer:
             for key, entry in chunk:
                 try:
                     feats = torch.from_numpy(compute_features(entry, self.packed.feats,
-                                                              self.frontend, key))
+                                                              self.frontend, key,
+                                                              apply_trim=True))
                 except DataError as exc:
                     if not skip_bad:
                         raise

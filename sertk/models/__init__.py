@@ -10,7 +10,17 @@ from typing import Any
 
 from torch import nn
 
-from sertk.models import cnn_asp, cnn_attn, light_sernet  # noqa: F401  (register models)
+from sertk.models import (  # noqa: F401  (register models)
+    ar_gru,
+    area_attention,
+    att_lstm,
+    attpool_cnn,
+    cnn_asp,
+    cnn_attn,
+    hnsd,
+    light_sernet,
+    mscnn,
+)
 from sertk.models.registry import MODELS
 
 
