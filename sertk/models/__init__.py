@@ -17,9 +17,12 @@ from sertk.models import (  # noqa: F401  (register models)
     attpool_cnn,
     cnn_asp,
     cnn_attn,
+    compact_gcn,
     hnsd,
     light_sernet,
     mscnn,
+    nonverbal_seg,
+    stl_transformer,
 )
 from sertk.models.registry import MODELS
 
