@@ -2,7 +2,7 @@
 # Template run.sh: copy egs/TEMPLATE/ser1 to egs/<corpus>/ser1, write local/data.sh, and set
 # the corpus options below. Everything else is ser.sh.
 set -euo pipefail
-export SERTK_RUN_CMD="$0 $*"
+export SERTK_RUN_CMD="${SERTK_RUN_CMD:-$0 $*}"  # the command quoted in RESULTS.md
 
 ./ser.sh \
   --feats_config conf/feats/fbank80.yaml \

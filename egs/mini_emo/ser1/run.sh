@@ -3,7 +3,7 @@
 # dump Kaldi fbank features, train LIGHT-SERNET for a few epochs, score the held-out
 # speakers (UA printed at the end), pack the model for `sertk infer`.
 set -euo pipefail
-export SERTK_RUN_CMD="$0 $*"
+export SERTK_RUN_CMD="${SERTK_RUN_CMD:-$0 $*}"  # the command quoted in RESULTS.md
 
 ./ser.sh \
   --feats_config conf/feats/fbank40.yaml \
