@@ -84,15 +84,13 @@ def build_augment(cfgs: list[dict[str, Any]] | None) -> tuple[Compose | None,
         cfg = dict(cfg)
         if "name" not in cfg:
             raise SertkError(f"augmentation entry without a name: {cfg}")
-        name, p = cfg.pop("name"), float(cfg.pop("p", 1.0))
-        aug = AUGMENTS.build(name, **cfg)
-        level = level_of(aug)
-        if level == "batch":
-            batch.append((aug, p))
-        elif level == "items":
-            if p != 1.0:
-                raise SertkError(f"{name}: set its own probability option, not p")
-            items.append(aug)
+        name = cfg.pop("name")
+        level = getattr(AUGMENTS.get(name).builder, "level", "batch")
+        if level == "items":  # applies its own per-batch probability ``p``
+            items.append(AUGMENTS.build(name, **cfg))
+        elif level == "batch":
+            p = float(cfg.pop("p", 1.0))
+            batch.append((AUGMENTS.build(name, **cfg), p))
         else:
             raise SertkError(f"{name} is a {level}-level augmentation: apply it to the data "
                              "directory (`sertk data augment`) before the feature dump")

@@ -15,13 +15,17 @@ from sertk.models import (  # noqa: F401  (register models)
     area_attention,
     att_lstm,
     attpool_cnn,
+    cnn14,
     cnn_asp,
     cnn_attn,
     compact_gcn,
+    daae,
     hnsd,
     light_sernet,
     mscnn,
     nonverbal_seg,
+    replk,
+    resnet,
     stl_transformer,
 )
 from sertk.models.registry import MODELS

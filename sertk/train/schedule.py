@@ -11,20 +11,27 @@ from sertk.errors import SertkError
 
 
 def build_optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """``optim:`` config: ``name`` adam | adamw | sgd | adadelta, ``lr``, ``weight_decay``,
+    ``betas`` (adam/adamw), ``momentum`` and ``nesterov`` (sgd), ``rho`` (adadelta)."""
     cfg = dict(cfg or {})
     name = cfg.pop("name", "adam").lower()
     lr = float(cfg.pop("lr", 1e-3))
     wd = float(cfg.pop("weight_decay", 0.0))
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd,
-                                betas=tuple(cfg.pop("betas", (0.9, 0.999))))
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd,
-                                 betas=tuple(cfg.pop("betas", (0.9, 0.999))))
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd,
-                               momentum=float(cfg.pop("momentum", 0.9)))
-    raise SertkError(f"unknown optimizer {name!r}; known: adam, adamw, sgd")
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        opt = cls(params, lr=lr, weight_decay=wd, betas=tuple(cfg.pop("betas", (0.9, 0.999))))
+    elif name == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, weight_decay=wd,
+                              momentum=float(cfg.pop("momentum", 0.9)),
+                              nesterov=bool(cfg.pop("nesterov", False)))
+    elif name == "adadelta":
+        opt = torch.optim.Adadelta(params, lr=lr, weight_decay=wd,
+                                   rho=float(cfg.pop("rho", 0.9)))
+    else:
+        raise SertkError(f"unknown optimizer {name!r}; known: adam, adamw, sgd, adadelta")
+    if cfg:
+        raise SertkError(f"unknown options for optimizer {name!r}: {', '.join(sorted(cfg))}")
+    return opt
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any] | None, epochs: int,

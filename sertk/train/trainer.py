@@ -114,8 +114,9 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     eval_segment = tuple(tc["eval_segment"]) if tc["eval_segment"] else None
     input_dim = int(DataDir(train_dir).path.joinpath("feat_dim").read_text()) \
         if (train_dir / "feat_dim").is_file() else train_set[0][1].shape[1]
-    log.info("train %s: %d utts; valid %s: %d utts; %d classes: %s; input dim %d; %d process(es)"
-             " on %s", train_dir, len(train_set), valid_dir, len(valid_set), len(labels),
+    log.info("train %s: %d items; valid %s: %d utts; %d classes: %s; input dim %d; "
+             "%d process(es) on %s", train_dir, len(train_set), valid_dir, len(valid_set),
+             len(labels),
              " ".join(labels), input_dim, info.world_size, info.device)
 
     cmvn_path = exp / "cmvn.ark"
@@ -134,7 +135,7 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     mcfg = cfg.get("model") or {}
     if "name" not in mcfg:
         raise SertkError("training config needs model.name")
-    aux_vocab = aux_vocabularies(mcfg["name"], train_dir)
+    aux_vocab = aux_vocabularies(mcfg["name"], train_dir, mcfg.get("conf"))
     aux_classes = {t: len(v) for t, v in aux_vocab.items()} or None
     if info.is_main and aux_classes:
         save_yaml({**cfg, "input_dim": input_dim, "labels": labels,
@@ -145,6 +146,7 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
                               aux_classes).to(info.device)
     net = model.net
     emotion_weight = float(getattr(net, "emotion_loss_weight", 1.0))
+    has_aux = hasattr(net, "auxiliary_loss")
     nparams = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("model %s: %.3fM trainable parameters", mcfg["name"], nparams / 1e6)
     ddp_model: nn.Module = model
@@ -222,12 +224,15 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
                 b = batch_aug(Batch(feats, lengths, target, len(labels)), gen)
                 feats, lengths, target = b.feats, b.lengths, b.targets
             with torch.autocast(info.device.type, dtype=torch.float16, enabled=use_amp):
-                logits = ddp_model(feats, lengths, normalized=True)
-                loss = criterion(logits.float(), target)
-                if aux_vocab:
+                if has_aux:
                     aux = {t: torch.tensor([v.get(k, -1) for k in batch["keys"]],
                                            device=info.device) for t, v in aux_maps.items()}
-                    loss = emotion_weight * loss + net.auxiliary_loss(aux)
+                    logits, aux_loss = ddp_model(feats, lengths, normalized=True,
+                                                 aux_targets=aux)
+                    loss = emotion_weight * criterion(logits.float(), target) + aux_loss
+                else:
+                    logits = ddp_model(feats, lengths, normalized=True)
+                    loss = criterion(logits.float(), target)
             if not torch.isfinite(loss):
                 raise SertkError(f"epoch {epoch}: loss became {loss.item()} on batch "
                                  f"{batch['keys'][:3]}...; lower the learning rate")
@@ -255,7 +260,8 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
 
         metrics = evaluate(model, valid_set, valid_sampler, criterion, info, len(labels),
                            eval_segment)
-        improved = metrics["UA"] > state["best_ua"]
+        # a pre-training stage without emotion loss keeps its last epoch
+        improved = metrics["UA"] > state["best_ua"] or emotion_weight == 0.0
         state["epoch"] = epoch
         if improved:
             state.update(best_ua=metrics["UA"], best_epoch=epoch, bad_epochs=0)
@@ -292,11 +298,12 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     return {"best_epoch": state["best_epoch"], "best_ua": state["best_ua"], **best_metrics}
 
 
-def aux_vocabularies(name: str, train_dir: Path) -> dict[str, list[str]]:
+def aux_vocabularies(name: str, train_dir: Path, conf: dict[str, Any] | None = None
+                     ) -> dict[str, list[str]]:
     """Sorted class list of each auxiliary table the model asks for, from the training set."""
     out = {}
     d = DataDir(train_dir)
-    for table in aux_tables(name):
+    for table in aux_tables(name, conf):
         if not d.has(table):
             raise SertkError(f"model {name} needs {table} in {train_dir} (auxiliary targets)")
         out[table] = sorted(set(d.table(table).values()))
