@@ -24,13 +24,19 @@ class ConvBlock2d(nn.Module):
                  activation: str = "relu", bias: bool = True):
         super().__init__()
         k = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-        self.conv = nn.Conv2d(in_ch, out_ch, k, padding="same", bias=bias)
+        # 'same' padding; even kernels pad explicitly (left = (k - 1) // 2, as torch does)
+        self.pad = None if all(n % 2 for n in k) else (
+            (k[1] - 1) // 2, k[1] // 2, (k[0] - 1) // 2, k[0] // 2)
+        self.conv = nn.Conv2d(in_ch, out_ch, k, padding="same" if self.pad is None else 0,
+                              bias=bias)
         self.bn = MaskedBatchNorm(out_ch)
         self.act = ACTIVATIONS[activation]()
         self.pool = tuple(pool) if pool else None
         self.pool_kind = pool_kind
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pad is not None:
+            x = nn.functional.pad(x, self.pad)
         x = self.act(self.bn(self.conv(x), mask))
         if self.pool is None:
             return zero_padding(x, mask), mask
