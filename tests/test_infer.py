@@ -123,3 +123,38 @@ def test_trimmed_training_data_means_trimmed_inference(corpus, tmp_path):
         ref = dumped[r["key"]]["posteriors"]
         for lab, p in r["posteriors"].items():
             assert p == pytest.approx(ref[lab], abs=1e-4), r["key"]
+
+
+def test_speaker_cmvn_model_normalises_inputs_per_speaker(corpus, dumped, tmp_path):
+    """A model trained on per-speaker-normalised features normalises per speaker at infer."""
+    from sertk.data.datadir import subset
+    from sertk.features.cmvn import apply_cmvn, compute_speaker_stats
+    from sertk.train.trainer import train
+    from tests.conftest import TINY_CONFIG
+
+    compute_speaker_stats(dumped / "all", tmp_path / "spk.ark")
+    norm = apply_cmvn(dumped / "all", tmp_path / "norm", tmp_path / "spk.ark", per_speaker=True)
+    utts = sorted(read_table(corpus / "utt2spk"))
+    spk = read_table(corpus / "utt2spk")
+    test = [u for u in utts if spk[u] in ("spk05", "spk06")]
+    subset(norm, tmp_path / "tr", utts=[u for u in utts if u not in test])
+    subset(norm, tmp_path / "te", utts=test)
+    cfg = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "epochs": 1}}
+    train(cfg, tmp_path / "tr", tmp_path / "te", tmp_path / "exp", device="cpu", progress=False)
+    run_sertk("pack", "--exp", tmp_path / "exp", "--out", tmp_path / "m.zip")
+    run_sertk("predict", "--model", tmp_path / "m.zip", "--data", tmp_path / "te",
+              "--out-dir", tmp_path / "pred", "--no-progress")
+    wav = read_table(corpus / "wav.scp")
+    (tmp_path / "l").write_text("".join(f"{wav[u]}\n" for u in test))
+    missing = run_sertk("infer", "--model", tmp_path / "m.zip", "--wav-list", tmp_path / "l",
+                        check=False)
+    assert missing.returncode == 1 and "--utt2spk" in missing.stderr
+    (tmp_path / "u2s").write_text("".join(f"{u} {spk[u]}\n" for u in test))
+    run_sertk("infer", "--model", tmp_path / "m.zip", "--wav-list", tmp_path / "l",
+              "--utt2spk", tmp_path / "u2s", "--out", tmp_path / "i.jsonl")
+    dumped_post = {r["key"]: r for r in _records(tmp_path / "pred" / "posteriors.jsonl")}
+    recs = _records(tmp_path / "i.jsonl")
+    assert len(recs) == len(test)
+    for r in recs:
+        for lab, p in r["posteriors"].items():
+            assert p == pytest.approx(dumped_post[r["key"]]["posteriors"][lab], abs=1e-4)

@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
               shift: float = typer.Option(None, help="window shift in seconds (default: "
                                                      "--segment)"),
               skip_bad: bool = typer.Option(False, help="report unreadable files and go on"),
+              utt2spk: Path = typer.Option(None, help="'key speaker' lines; needed by models "
+                                                      "trained with per-speaker CMVN"),
               progress: bool = typer.Option(True)) -> None:
         """Write one JSON line per file: key, label and the posterior of every class."""
         from sertk.infer.packed import load_packed
@@ -40,7 +42,10 @@ def register(app: typer.Typer) -> None:
             raise SertkError("give exactly one of --wav-list, --wav-scp, --dir")
         items = (inputs_from_wav_list(wav_list) if wav_list else
                  inputs_from_wav_scp(wav_scp) if wav_scp else inputs_from_dir(directory))
-        rec = Recognizer(load_packed(model, device), device, batch_size, segment, shift)
+        from sertk.data.kaldi_table import read_table
+
+        rec = Recognizer(load_packed(model, device), device, batch_size, segment, shift,
+                         read_table(utt2spk, 2, 2) if utt2spk else None)
         fh = out.open("w") if out else sys.stdout
         n_ok, errors = 0, []
         try:

@@ -124,6 +124,12 @@ def apply_cmvn(src: str | Path, dst: str | Path, stats_file: str | Path | None,
     for name in os.listdir(d.path):
         if name != "feats.scp" and (d.path / name).is_file():
             shutil.copy(d.path / name, dst / name)
+    if per_speaker and (d.path / "feats.yaml").is_file():
+        from sertk.config import load_yaml, save_yaml
+
+        cfg = load_yaml(d.path / "feats.yaml")
+        cfg["speaker_cmvn"] = {"norm_vars": bool(norm_vars)}
+        save_yaml(cfg, dst / "feats.yaml")
     write_table(dst / "feats.scp", dict(line.split(maxsplit=1) for line in
                                         (dst / "feats.scp").read_text().splitlines()))
     return dst

@@ -9,6 +9,8 @@ A feature config (``conf/feats/*.yaml``) names a registered front end and its pa
 
 ``trim: {threshold_db, margin}`` is set by the dump when its data directory was trimmed
 (``sertk data trim``); inference then trims leading/trailing silence the same way.
+``speaker_cmvn: {norm_vars}`` is set by ``sertk feats apply-cmvn --per-spk``; inference then
+normalises each speaker's features with that speaker's statistics.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class FeatureConfig:
     channel: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     trim: dict[str, float] | None = None
+    speaker_cmvn: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> FeatureConfig:
@@ -50,7 +53,8 @@ class FeatureConfig:
             raise SertkError("feature config needs a 'name' (one of "
                              f"{', '.join(FEATURES.names())})")
         return cls(name=cfg.pop("name"), sample_rate=int(cfg.pop("sample_rate", 16000)),
-                   channel=cfg.pop("channel", None), trim=cfg.pop("trim", None), params=cfg)
+                   channel=cfg.pop("channel", None), trim=cfg.pop("trim", None),
+                   speaker_cmvn=cfg.pop("speaker_cmvn", None), params=cfg)
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureConfig:
@@ -61,6 +65,8 @@ class FeatureConfig:
                **self.params}
         if self.trim:
             out["trim"] = dict(self.trim)
+        if self.speaker_cmvn:
+            out["speaker_cmvn"] = dict(self.speaker_cmvn)
         return out
 
     @property

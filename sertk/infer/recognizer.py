@@ -22,6 +22,7 @@ from tqdm import tqdm
 from sertk.data.dataset import FeatsDataset, pad_collate
 from sertk.data.kaldi_table import read_table, write_table
 from sertk.data.sampler import BucketBatchSampler
+from sertk.data.segments import windows
 from sertk.errors import DataError, SertkError
 from sertk.features.dump import compute_features
 from sertk.features.registry import build_frontend
@@ -126,55 +127,98 @@ def inputs_from_dir(path: str | Path) -> list[tuple[str, str]]:
 
 @dataclass
 class Recognizer:
-    """Audio -> features (the packed front end) -> posteriors, in batches."""
+    """Audio -> features (the packed front end) -> posteriors, in batches.
+
+    A model trained with per-speaker CMVN (``speaker_cmvn`` in its ``feats.yaml``) needs the
+    speaker of every input (``utt2spk``): features are normalised with the statistics of all
+    inputs of the same speaker, as in training. A model trained with ``train.eval_segment``
+    averages the posteriors of those windows, as in its validation; ``segment``/``shift``
+    (seconds) override that and also report per-window posteriors.
+    """
 
     packed: PackedModel
     device: str = "cpu"
     batch_size: int = 16
     segment: float | None = None
     shift: float | None = None
+    utt2spk: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.frontend = build_frontend(self.packed.feats)
         self.packed.model.to(self.device).eval()
+        self.fps = _frames_per_second(self.packed.feats.params)
+        if self.segment:
+            self.window = (max(1, round(self.segment * self.fps)),
+                           max(1, round((self.shift or self.segment) * self.fps)))
+        else:
+            seg = (self.packed.config.get("train") or {}).get("eval_segment")
+            self.window = (int(seg[0]), int(seg[1])) if seg else None
+        if self.packed.feats.speaker_cmvn and self.utt2spk is None:
+            raise SertkError("this model normalises features per speaker (trained with "
+                             "--cmvn_type speaker): give the speaker of every input "
+                             "(--utt2spk FILE with 'key speaker' lines)")
 
-    def _windows(self, feats: torch.Tensor) -> list[tuple[int, int]]:
-        if not self.segment:
-            return [(0, feats.shape[0])]
-        fps = _frames_per_second(self.packed.feats.params)
-        win = max(1, int(round(self.segment * fps)))
-        hop = max(1, int(round((self.shift or self.segment) * fps)))
-        n = feats.shape[0]
-        if n <= win:
-            return [(0, n)]
-        starts = list(range(0, n - win + 1, hop))
-        if starts[-1] + win < n:
-            starts.append(n - win)
-        return [(s, s + win) for s in starts]
+    def _features(self, items: list[tuple[str, str]], skip_bad: bool
+                  ) -> Iterator[tuple[str, str, torch.Tensor | None, str | None]]:
+        for key, entry in items:
+            try:
+                feats = compute_features(entry, self.packed.feats, self.frontend, key,
+                                         apply_trim=True)
+            except DataError as exc:
+                if not skip_bad:
+                    raise
+                yield key, entry, None, str(exc)
+                continue
+            yield key, entry, torch.from_numpy(feats), None
+
+    def _speaker_normalised(self, feats: list[tuple[str, str, torch.Tensor | None, str | None]]
+                            ) -> list[tuple[str, str, torch.Tensor | None, str | None]]:
+        from sertk.features.cmvn import accumulate, stats_to_mean_std
+
+        spk_of = {}
+        for key, _, f, _ in feats:
+            if f is not None:
+                if key not in self.utt2spk:
+                    raise DataError(f"utterance {key}: no speaker in --utt2spk")
+                spk_of[key] = self.utt2spk[key]
+        stats = {}
+        for spk in sorted(set(spk_of.values())):
+            mats = [f.numpy() for k, _, f, _ in feats if f is not None and spk_of[k] == spk]
+            stats[spk] = stats_to_mean_std(accumulate(mats))
+        norm_vars = self.packed.feats.speaker_cmvn.get("norm_vars", True)
+        out = []
+        for key, entry, f, err in feats:
+            if f is not None:
+                mean, std = stats[spk_of[key]]
+                f = f - torch.from_numpy(mean).float()
+                f = f / torch.from_numpy(std).float() if norm_vars else f
+            out.append((key, entry, f, err))
+        return out
 
     def recognize(self, items: Iterable[tuple[str, str]], skip_bad: bool = False,
                   progress: bool = True) -> Iterator[dict[str, Any]]:
         """Yield one record per input; bad audio raises, or with ``skip_bad`` yields
         ``{"key", "error"}`` so the caller can count and report it."""
         items = list(items)
-        fps = _frames_per_second(self.packed.feats.params)
         bar = tqdm(total=len(items), desc="infer", unit="file", disable=not progress)
-        for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
+        stream: Iterable = self._features(items, skip_bad)
+        if self.packed.feats.speaker_cmvn:
+            stream = self._speaker_normalised(list(stream))
+        stream = iter(stream)
+        while True:
+            chunk = [x for _, x in zip(range(self.batch_size), stream)]
+            if not chunk:
+                break
             pieces: list[tuple[int, int, int, torch.Tensor]] = []
             results: list[dict[str, Any]] = []
-            for key, entry in chunk:
-                try:
-                    feats = torch.from_numpy(compute_features(entry, self.packed.feats,
-                                                              self.frontend, key,
-                                                              apply_trim=True))
-                except DataError as exc:
-                    if not skip_bad:
-                        raise
-                    results.append({"key": key, "error": str(exc)})
+            for key, entry, feats, err in chunk:
+                if feats is None:
+                    results.append({"key": key, "error": err})
                     continue
                 results.append({"key": key, "path": entry})
-                for s, e in self._windows(feats):
+                spans = windows(feats.shape[0], *self.window) if self.window else \
+                    [(0, feats.shape[0])]
+                for s, e in spans:
                     pieces.append((len(results) - 1, s, e, feats[s:e]))
             post = posteriors(self.packed, [p[3] for p in pieces], self.device) \
                 if pieces else torch.empty(0)
@@ -186,7 +230,7 @@ class Recognizer:
                 rec.update(_record(rec["key"], mean, self.packed.labels))
                 if self.segment:
                     rec["segments"] = [
-                        {"start": round(s / fps, 3), "end": round(e / fps, 3),
+                        {"start": round(s / self.fps, 3), "end": round(e / self.fps, 3),
                          **{k: v for k, v in _record("", p, self.packed.labels).items()
                             if k != "key"}}
                         for p, (_, s, e, _) in rows]
