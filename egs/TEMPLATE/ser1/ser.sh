@@ -27,6 +27,9 @@ folds=""                # folds to run (default: every DATADIR/folds/*)
 feats_config=conf/feats/fbank80.yaml
 train_config=conf/model/light_sernet.yaml
 speed_perturb=""        # e.g. "0.9 1.1": perturbed copies of the training sets (sp0.9-<utt>)
+noise_data=""           # data dir of noises (e.g. from `sertk data musan`): noisy copies
+noise_snrs="0 5 10"     # SNRs (dB) of the noisy copies, one copy per SNR
+rir_data=""             # data dir of room impulse responses: one reverberated copy
 cmvn_type=global        # global (per fold, in the model) or speaker (per-speaker CMVN of all
                         # sets first, using each speaker's own unlabelled audio)
 train_args=""           # extra `sertk train` arguments, e.g. "--override train.epochs=5"
@@ -48,6 +51,8 @@ help_message="Usage: $0 [options]
   --train_config FILE          model + training config (default $train_config)
   --train_args 'ARGS'          extra sertk train arguments
   --speed_perturb '0.9 1.1'    speed-perturbed copies of the training sets (Kaldi style)
+  --noise_data DIR [--noise_snrs '0 5 10']  noisy copies (noise data dir, MUSAN layout)
+  --rir_data DIR               reverberated copies (data dir of room impulse responses)
   --cmvn_type global|speaker   per-speaker CMVN before training (unlabelled speaker audio)
   --tag NAME                   experiment name under \$expdir
   --local_data_opts 'ARGS'     options for local/data.sh
@@ -65,7 +70,13 @@ rawdump=$dumpdir/$feats_tag                          # dumps of all (and its sp 
 normdump=$rawdump                                    # the same, after per-speaker CMVN
 [ "$cmvn_type" = speaker ] && normdump=${rawdump}_spkcmvn
 fdump=$normdump                                      # root of the per-fold sets
-[ -n "$speed_perturb" ] && fdump=${normdump}_sp${speed_perturb// /_}
+sp_set=all_sp${speed_perturb// /_}
+noise_set=all_noise$(basename "${noise_data:-none}")_snr${noise_snrs// /_}
+rir_set=all_reverb$(basename "${rir_data:-none}")
+# a fold directory per augmentation choice
+[ -n "$speed_perturb" ] && fdump=${fdump}_${sp_set#all_}
+[ -n "$noise_data" ] && fdump=${fdump}_${noise_set#all_}
+[ -n "$rir_data" ] && fdump=${fdump}_${rir_set#all_}
 case $cmvn_type in global|speaker) ;; *) log "--cmvn_type must be global or speaker"; exit 1;; esac
 exp_root=$expdir/$tag
 progress_flag=--progress; $progress || progress_flag=--no-progress
@@ -103,16 +114,22 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     touch "$2/.done"
   }
   dump_once "$datadir/all" "$rawdump/all"
-  sets=(all)
-  if [ -n "$speed_perturb" ]; then
-    sp_data=$datadir/all_sp_${speed_perturb// /_}
-    [ -f "$sp_data/utt2aug" ] || sertk data augment "$datadir/all" "$sp_data" --type speed \
-      --factors "$speed_perturb" >/dev/null
-    dump_once "$sp_data" "$rawdump/all_sp_${speed_perturb// /_}"
-    sets+=("all_sp_${speed_perturb// /_}")
-  fi
+  # augmented copies of the corpus (ids prefixed: sp0.9-, noise5-, reverb-), dumped once;
+  # each fold's training set takes the copies of its own training utterances
+  aug_sets=()
+  augment_set() {  # augment_set NAME sertk-data-augment-options...
+    local name=$1; shift
+    [ -f "$datadir/$name/utt2aug" ] || sertk data augment "$datadir/all" "$datadir/$name" "$@" \
+      >/dev/null
+    dump_once "$datadir/$name" "$rawdump/$name"
+    aug_sets+=("$name")
+  }
+  [ -n "$speed_perturb" ] && augment_set "$sp_set" --type speed --factors "$speed_perturb"
+  [ -n "$noise_data" ] && augment_set "$noise_set" --type noise --source "$noise_data" \
+    --snrs "$noise_snrs" --prefix noise
+  [ -n "$rir_data" ] && augment_set "$rir_set" --type reverb --source "$rir_data"
   if [ "$cmvn_type" = speaker ]; then
-    for set in "${sets[@]}"; do
+    for set in all "${aug_sets[@]}"; do
       if [ ! -f "$normdump/$set/.done" ] || [ "$rawdump/$set/.done" -nt "$normdump/$set/.done" ]
       then
         sertk feats cmvn --per-spk "$rawdump/$set" >/dev/null
@@ -127,19 +144,20 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
       sertk data subset "$normdump/all" "$fdump/$f/$s" \
         --utt-list "$datadir/folds/$f/$s/utt2spk" >/dev/null
     done
-    if [ -n "$speed_perturb" ]; then
-      # perturbed copies (sp<factor>-<utt>) of this fold's training utterances only
-      sp=$normdump/all_sp_${speed_perturb// /_}
-      awk 'NR == FNR { train[$1] = 1; next } { u = $1; sub(/^[^-]*-/, "", u) }
-           u in train { print $1 }' "$datadir/folds/$f/train/utt2spk" "$sp/utt2spk" \
-        > "$fdump/$f/train_sp.list"
-      sertk data subset "$sp" "$fdump/$f/train_sp_only" --utt-list "$fdump/$f/train_sp.list" \
-        >/dev/null
+    if [ ${#aug_sets[@]} -gt 0 ]; then
+      parts=("$fdump/$f/train_orig")
       rm -rf "$fdump/$f/train_orig"; mv "$fdump/$f/train" "$fdump/$f/train_orig"
-      sertk data combine "$fdump/$f/train" "$fdump/$f/train_orig" "$fdump/$f/train_sp_only" \
-        >/dev/null
+      for set in "${aug_sets[@]}"; do
+        awk 'NR == FNR { train[$1] = 1; next } { u = $1; sub(/^[^-]*-/, "", u) }
+             u in train { print $1 }' "$datadir/folds/$f/train/utt2spk" \
+          "$normdump/$set/utt2spk" > "$fdump/$f/train_$set.list"
+        sertk data subset "$normdump/$set" "$fdump/$f/train_$set" \
+          --utt-list "$fdump/$f/train_$set.list" >/dev/null
+        parts+=("$fdump/$f/train_$set")
+      done
+      sertk data combine "$fdump/$f/train" "${parts[@]}" >/dev/null
       cp "$normdump/all/feat_dim" "$normdump/all/feats.yaml" "$fdump/$f/train/"
-      rm -rf "$fdump/$f/train_orig" "$fdump/$f/train_sp_only"
+      rm -rf "${parts[@]}"
     fi
     sertk feats cmvn "$fdump/$f/train" >/dev/null
   done
