@@ -104,3 +104,24 @@ def test_resume_continues_exactly(dumped, tmp_path):
     for name in ("config.yaml", "labels.txt", "cmvn.ark", "feats.yaml", "model.safetensors",
                  "train.log"):
         assert (tmp_path / "resumed" / name).is_file(), name
+
+
+def test_select_last_and_average(dumped, tmp_path):
+    from sertk.train.trainer import train
+
+    tr, dv = dumped / "fold1" / "train", dumped / "fold1" / "dev"
+    base = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "epochs": 3}}
+    train({**base, "train": {**base["train"], "select": "last"}}, tr, dv, tmp_path / "last",
+          device="cpu", progress=False)
+    last = load_file(str(tmp_path / "last" / "model.safetensors"))
+    ck = torch.load(tmp_path / "last" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(last[k], ck[k]) for k in last)
+    res = train({**base, "train": {**base["train"], "select": "average", "average_last": 2}},
+                tr, dv, tmp_path / "avg", device="cpu", progress=False)
+    assert 0.0 <= res["best_ua"] <= 1.0
+    files = sorted(p.name for p in (tmp_path / "avg" / "checkpoints").glob("epoch*"))
+    assert files == ["epoch2.safetensors", "epoch3.safetensors"]
+    e2, e3 = (load_file(str(tmp_path / "avg" / "checkpoints" / f)) for f in files)
+    avg = load_file(str(tmp_path / "avg" / "model.safetensors"))
+    key = "net.out.weight"
+    torch.testing.assert_close(avg[key], (e2[key] + e3[key]) / 2)

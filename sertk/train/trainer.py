@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
@@ -42,7 +43,13 @@ from sertk.logging_utils import setup_logging
 from sertk.losses import build_loss
 from sertk.models.classifier import EmotionClassifier, aux_tables
 from sertk.scoring import confusion_matrix, metrics_from_confusion
-from sertk.train.checkpoint import load_state, save_state, save_weights, unwrap
+from sertk.train.checkpoint import (
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+    unwrap,
+)
 from sertk.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -56,6 +63,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TRAIN = {"epochs": 30, "batch_size": 16, "max_frames": None, "crop_frames": None,
                  "segment": None, "eval_segment": None, "repeat": 1,
+                 "select": "best", "average_last": 5,
                  "grad_clip": 5.0, "patience": None, "seed": 0, "num_workers": 0,
                  "amp": True, "valid_batch_size": 32}
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "valid_loss", "valid_WA", "valid_UA",
@@ -272,6 +280,10 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
         if info.is_main:
             if improved:
                 save_weights(model, exp / "checkpoints" / "best.safetensors")
+            if tc["select"] == "average":
+                save_weights(model, exp / "checkpoints" / f"epoch{epoch}.safetensors")
+                (exp / "checkpoints" / f"epoch{epoch - int(tc['average_last'])}.safetensors"
+                 ).unlink(missing_ok=True)
             save_state(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "scheduler": scheduler.state_dict() if scheduler else None,
                               "scaler": scaler.state_dict(), "state": state})
@@ -288,6 +300,9 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
         barrier(info)
     if patience is not None and state["bad_epochs"] >= int(patience):
         log.info("early stopping: no valid UA improvement in %d epochs", state["bad_epochs"])
+    if tc["select"] in ("last", "average"):
+        return _export_final(model, tc, exp, state, valid_set, valid_sampler, criterion, info,
+                             len(labels), eval_segment)
     if info.is_main:
         best = exp / "checkpoints" / "best.safetensors"
         if not best.is_file():
@@ -296,6 +311,36 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
         log.info("best valid UA %.4f at epoch %d -> %s", state["best_ua"], state["best_epoch"],
                  exp / "model.safetensors")
     return {"best_epoch": state["best_epoch"], "best_ua": state["best_ua"], **best_metrics}
+
+
+def _export_final(model: EmotionClassifier, tc: dict[str, Any], exp: Path,
+                  state: dict[str, Any], valid_set: FeatsDataset,
+                  valid_sampler: BucketBatchSampler, criterion: nn.Module, info: DistInfo,
+                  num_classes: int, eval_segment: tuple[int, int] | None) -> dict[str, Any]:
+    """``select: last`` keeps the last epoch; ``select: average`` averages the weights (and
+    batch-norm statistics) of the last ``average_last`` epochs. Both are scored on the
+    validation set and written to ``model.safetensors``."""
+    out = exp / "model.safetensors"
+    if info.is_main:
+        if tc["select"] == "average":
+            files = sorted((exp / "checkpoints").glob("epoch*.safetensors"),
+                           key=lambda p: int(p.stem[5:]))[-int(tc["average_last"]):]
+            if not files:
+                raise SertkError(f"no epoch checkpoints to average in {exp / 'checkpoints'}")
+            states = [load_file(str(f)) for f in files]
+            avg = {k: (sum(st[k].double() for st in states) / len(states)).to(v.dtype)
+                   if v.is_floating_point() else v for k, v in states[-1].items()}
+            save_file(avg, str(out))
+            log.info("averaged the weights of epochs %s", ", ".join(f.stem[5:] for f in files))
+        else:
+            save_weights(model, out)
+    barrier(info)
+    load_weights(model, out)
+    metrics = evaluate(model, valid_set, valid_sampler, criterion, info, num_classes,
+                       eval_segment)
+    log.info("%s model: valid UA %.4f WA %.4f -> %s", tc["select"], metrics["UA"],
+             metrics["WA"], out)
+    return {"best_epoch": state["epoch"], "best_ua": metrics["UA"], **metrics}
 
 
 def aux_vocabularies(name: str, train_dir: Path, conf: dict[str, Any] | None = None
