@@ -8,6 +8,7 @@ import torch
 from sertk import models
 from sertk.errors import SertkError
 from sertk.models.layers import MaskedBatchNorm, lengths_to_mask
+from tests.model_checks import check_forward_backward, check_padding_invariance
 
 CASES = [("light_sernet", 40), ("cnn_attn_baseline", 400), ("cnn_asp", 64)]
 
@@ -18,25 +19,8 @@ def test_forward_backward_and_padding_invariance(name, dim):
     net = models.build(name, input_dim=dim, num_classes=5)
     lengths = torch.tensor([83, 50, 17])
     x = torch.randn(3, 83, dim)
-    net.train()
-    out = net(x, lengths)
-    assert out.shape == (3, 5)
-    out.logsumexp(-1).mean().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all()
-               for p in net.parameters() if p.requires_grad)
-    net.eval()
-    with torch.no_grad():
-        batched = net(x, lengths)
-        # same utterances, more padding, garbage in the padding
-        bigger = torch.randn(3, 140, dim) * 100
-        bigger[:, :83] = x
-        for i, n in enumerate(lengths):
-            bigger[i, n:] = 1e3
-        padded_more = net(bigger, lengths)
-        for i, n in enumerate(lengths.tolist()):
-            alone = net(x[i:i + 1, :n], lengths[i:i + 1])
-            torch.testing.assert_close(alone[0], batched[i], atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(padded_more[i], batched[i], atol=1e-5, rtol=1e-5)
+    check_forward_backward(net, x, lengths, num_classes=5)
+    check_padding_invariance(net, x, lengths, extra_frames=57)  # padded to 140 frames
 
 
 def test_masked_batchnorm_ignores_padding():

@@ -14,6 +14,7 @@ from sertk.models.info import info
 from sertk.models.layers import lengths_to_mask
 from sertk.models.layers.area_attention import AreaAttention2d
 from sertk.models.registry import MODELS
+from tests.model_checks import check_forward_backward, check_padding_invariance
 
 SMALL = {"branch_channels": 4, "channels": [8, 8, 8, 8]}
 CASES = [
@@ -34,25 +35,8 @@ def test_forward_backward_and_padding_invariance(name, dim, conf):
     net = MODELS.build(name, input_dim=dim, num_classes=4, **conf)
     lengths = torch.tensor([45, 30, 7])
     x = torch.randn(3, 45, dim)
-    net.train()
-    out = net(x, lengths)
-    assert out.shape == (3, 4)
-    out.logsumexp(-1).mean().backward()
-    for n, p in net.named_parameters():
-        if p.requires_grad:
-            assert p.grad is not None and torch.isfinite(p.grad).all(), n
-    net.eval()
-    with torch.no_grad():
-        batched = net(x, lengths)
-        bigger = torch.randn(3, 70, dim) * 100  # more padding, garbage in it
-        bigger[:, :45] = x
-        for i, n in enumerate(lengths.tolist()):
-            bigger[i, n:] = 1e3
-        padded_more = net(bigger, lengths)
-        for i, n in enumerate(lengths.tolist()):
-            alone = net(x[i:i + 1, :n], lengths[i:i + 1])
-            torch.testing.assert_close(alone[0], batched[i], atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(padded_more[i], batched[i], atol=1e-5, rtol=1e-5)
+    check_forward_backward(net, x, lengths, num_classes=4)
+    check_padding_invariance(net, x, lengths, extra_frames=25)  # padded to 70 frames
 
 
 @pytest.mark.parametrize("name", ["attpool_cnn", "area_attention", "mscnn_spu"])

@@ -23,6 +23,7 @@ from sertk.models.compact_gcn import (
 from sertk.models.info import info
 from sertk.models.nonverbal_seg import pause_segments
 from sertk.models.registry import MODELS
+from tests.model_checks import check_forward_backward, check_padding_invariance
 
 SMALL_SEG = {"channels": [8, 16], "embed_dim": 32, "enc_hidden": 16, "dec_hidden": 32,
              "att_dim": 32, "segment_frames": 30, "segment_hop": 20}
@@ -54,25 +55,11 @@ def test_forward_backward_and_padding_invariance(name, dim, conf):
     lengths = torch.tensor([83, 50, 17])
     x = torch.randn(3, 83, dim)
     x[0, 40:50] = -3.0  # a pause for the pause segmenter
-    net.train()
-    out = net(x, lengths)
-    assert out.shape == (3, 5)
-    out.logsumexp(-1).mean().backward()
-    for pname, p in net.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
-    net.eval()
-    with torch.no_grad():
-        batched = net(x, lengths)
-        # same utterances, more padding, garbage in the padding
-        bigger = torch.randn(3, 140, dim) * 100
-        bigger[:, :83] = x
-        for i, n in enumerate(lengths):
-            bigger[i, n:] = 1e3
-        padded_more = net(bigger, lengths)
-        for i, n in enumerate(lengths.tolist()):
-            alone = net(x[i:i + 1, :n], lengths[i:i + 1])
-            torch.testing.assert_close(alone[0], batched[i], atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(padded_more[i], batched[i], atol=1e-5, rtol=1e-5)
+    # every parameter, not only the trainable ones, must get a gradient: none may be frozen
+    frozen = [pname for pname, p in net.named_parameters() if not p.requires_grad]
+    assert not frozen, frozen
+    check_forward_backward(net, x, lengths, num_classes=5)
+    check_padding_invariance(net, x, lengths, extra_frames=57)  # padded to 140 frames
 
 
 @pytest.mark.parametrize("name", ["stl_transformer", "compact_gcn", "nonverbal_seg"])

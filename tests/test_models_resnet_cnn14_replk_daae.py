@@ -21,6 +21,7 @@ from sertk.models.info import info
 from sertk.models.layers import MaskedBatchNorm
 from sertk.models.replk import ConvBN, ReparamLargeKernelConv
 from tests.conftest import REPO
+from tests.model_checks import check_forward_backward, check_padding_invariance
 
 SMALL = {
     "copypaste_resnet": (23, {"channels": (8, 16, 16, 32)}),
@@ -48,20 +49,10 @@ def build(case: str, num_classes: int = 5, **over) -> torch.nn.Module:
                         **{**conf, **over})
 
 
-def assert_padding_invariant(net: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor
-                             ) -> None:
-    net.eval()
-    with torch.no_grad():
-        batched = net(x, lengths)
-        bigger = torch.randn(x.shape[0], x.shape[1] + 57, x.shape[2]) * 100
-        bigger[:, :x.shape[1]] = x
-        for i, n in enumerate(lengths):
-            bigger[i, n:] = 1e3
-        padded_more = net(bigger, lengths)
-        for i, n in enumerate(lengths.tolist()):
-            alone = net(x[i:i + 1, :n], lengths[i:i + 1])
-            torch.testing.assert_close(alone[0], batched[i], atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(padded_more[i], batched[i], atol=1e-5, rtol=1e-5)
+def daae_auxiliary_loss(net: torch.nn.Module) -> torch.Tensor:
+    """The DAAE's speaker/corpus losses for the 3-utterance batch (one unknown speaker)."""
+    return net.auxiliary_loss({"utt2spk": torch.tensor([0, 2, -1]),
+                               "utt2corpus": torch.tensor([1, 0, 1])})
 
 
 @pytest.mark.parametrize("case", list(SMALL))
@@ -71,19 +62,9 @@ def test_forward_backward_and_padding_invariance(case):
     dim = SMALL[case][0]
     lengths = torch.tensor([83, 50, 17])
     x = torch.randn(3, 83, dim)
-    net.train()
-    out = net(x, lengths)
-    assert out.shape == (3, 5)
-    loss = out.logsumexp(-1).mean()
-    if hasattr(net, "auxiliary_loss"):
-        loss = loss + net.auxiliary_loss({"utt2spk": torch.tensor([0, 2, -1]),
-                                          "utt2corpus": torch.tensor([1, 0, 1])})
-    loss.backward()
-    trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
-    assert trainable
-    bad = [n for n, p in trainable if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not bad, f"no or non-finite gradient: {bad[:5]}"
-    assert_padding_invariant(net, x, lengths)
+    extra = daae_auxiliary_loss if hasattr(net, "auxiliary_loss") else None
+    check_forward_backward(net, x, lengths, num_classes=5, extra_loss=extra)
+    check_padding_invariance(net, x, lengths, extra_frames=57)
 
 
 @pytest.mark.parametrize("name", ["copypaste_resnet", "cnn14_transfer", "replk_ser", "daae",
@@ -125,7 +106,7 @@ def test_replk_fuse_matches_unfused_in_eval():
     assert lks and all(m.fused is not None and m.small is None for m in lks)
     assert all(m.fused.bias is not None and m.fused.kernel_size == m.kernel for m in lks)
     assert all(m.bn is None for m in net.modules() if isinstance(m, ConvBN))
-    assert_padding_invariant(net, x, lengths)
+    check_padding_invariance(net, x, lengths, extra_frames=57)
 
 
 def test_replk_kernel_sizes_fit_the_spectrogram():

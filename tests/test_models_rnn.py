@@ -16,6 +16,7 @@ from sertk.models.ar_gru import AReLU, ARGRUCell
 from sertk.models.att_lstm import VARIANTS, AttentionGateLSTMCell
 from sertk.models.layers import lengths_to_mask
 from sertk.models.layers.recurrent import MaskedRNN, reverse_padded
+from tests.model_checks import check_forward_backward, check_padding_invariance
 
 SMALL = {
     "hnsd": (78, {"hidden": 16, "fusion_dim": 12, "fc_dim": 8}),
@@ -36,25 +37,8 @@ def test_forward_backward_and_padding_invariance(case):
     net = _build(case, dim, conf)
     lengths = torch.tensor([13, 9, 4])
     x = torch.randn(3, 13, dim)
-    net.train()
-    out = net(x, lengths)
-    assert out.shape == (3, 5)
-    out.logsumexp(-1).mean().backward()
-    for name, p in net.named_parameters():
-        if p.requires_grad:
-            assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    net.eval()
-    with torch.no_grad():
-        batched = net(x, lengths)
-        bigger = torch.randn(3, 20, dim) * 100  # more padding, garbage in it
-        bigger[:, :13] = x
-        for i, n in enumerate(lengths):
-            bigger[i, n:] = 1e3
-        padded_more = net(bigger, lengths)
-        for i, n in enumerate(lengths.tolist()):
-            alone = net(x[i:i + 1, :n], lengths[i:i + 1])
-            torch.testing.assert_close(alone[0], batched[i], atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(padded_more[i], batched[i], atol=1e-5, rtol=1e-5)
+    check_forward_backward(net, x, lengths, num_classes=5)
+    check_padding_invariance(net, x, lengths, extra_frames=7)  # padded to 20 frames
 
 
 @pytest.mark.parametrize("name", ["hnsd", "att_lstm", "ar_gru"])
