@@ -125,3 +125,21 @@ def test_select_last_and_average(dumped, tmp_path):
     avg = load_file(str(tmp_path / "avg" / "model.safetensors"))
     key = "net.out.weight"
     torch.testing.assert_close(avg[key], (e2[key] + e3[key]) / 2)
+
+
+def test_batch_crop_collate_gives_padding_free_batches(dumped):
+    import numpy as np
+
+    from sertk.data.dataset import FeatsDataset
+    from sertk.train.trainer import _train_collate
+
+    ds = FeatsDataset(dumped / "fold1" / "train", ["angry", "happy", "neutral", "sad"])
+    items = [ds[i] for i in range(5)]
+    shortest = min(f.shape[0] for _, f, _ in items)
+    batch = _train_collate(None, True, ds, np.random.default_rng(0), items)
+    assert batch["lengths"].tolist() == [shortest] * 5
+    for (key, f, _), crop in zip(items, batch["feats"]):
+        # each crop is a window of its utterance
+        starts = [s for s in range(f.shape[0] - shortest + 1)
+                  if torch.equal(f[s:s + shortest], crop)]
+        assert starts, key

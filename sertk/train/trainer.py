@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TRAIN = {"epochs": 30, "batch_size": 16, "max_frames": None, "crop_frames": None,
                  "segment": None, "eval_segment": None, "repeat": 1,
-                 "select": "best", "average_last": 5,
+                 "select": "best", "average_last": 5, "batch_crop": False,
                  "grad_clip": 5.0, "patience": None, "seed": 0, "num_workers": 0,
                  "amp": True, "valid_batch_size": 32}
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "valid_loss", "valid_WA", "valid_UA",
@@ -211,9 +211,9 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
         gen = torch.Generator().manual_seed(seed + 7919 * epoch + info.rank)
         train_sampler.set_epoch(epoch)
         train_set.set_epoch(epoch, info.rank)
-        collate = pad_collate if items_aug is None else partial(
-            _augmented_collate, items_aug, train_set, np.random.default_rng([seed, epoch, 1 +
-                                                                             info.rank]))
+        collate = pad_collate if items_aug is None and not tc["batch_crop"] else partial(
+            _train_collate, items_aug, bool(tc["batch_crop"]), train_set,
+            np.random.default_rng([seed, epoch, 1 + info.rank]))
         loader = torch.utils.data.DataLoader(train_set, batch_sampler=train_sampler,
                                              collate_fn=collate,
                                              num_workers=int(tc["num_workers"]))
@@ -408,9 +408,21 @@ def segment_posteriors(model: nn.Module, feats: torch.Tensor, lengths: torch.Ten
     return out / torch.bincount(idx, minlength=len(lengths)).unsqueeze(1).float()
 
 
-def _augmented_collate(items_aug, dataset: FeatsDataset, rng: np.random.Generator,
-                       items: list) -> dict[str, object]:
-    return pad_collate(items_aug(items, dataset, rng))
+def _train_collate(items_aug, batch_crop: bool, dataset: FeatsDataset,
+                   rng: np.random.Generator, items: list) -> dict[str, object]:
+    """Item-level augmentation, then (``batch_crop``) a random window of every item cut to the
+    batch's shortest length, so that the batch has no padding (and takes the layers' fast
+    paths)."""
+    if items_aug is not None:
+        items = items_aug(items, dataset, rng)
+    if batch_crop:
+        n = min(f.shape[0] for _, f, _ in items)
+        cropped = []
+        for key, f, label in items:
+            start = int(rng.integers(0, f.shape[0] - n + 1))
+            cropped.append((key, f[start:start + n], label))
+        items = cropped
+    return pad_collate(items)
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:

@@ -25,6 +25,8 @@ def _expand(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def zero_padding(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Set padded frames of a ``[B, C, T, ...]`` map to 0 (what 'same' conv padding sees)."""
+    if bool(mask.all()):  # fast path: a batch without padding
+        return x
     return x.masked_fill(~_expand(mask, x), 0.0)
 
 
@@ -43,6 +45,9 @@ class MaskedBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         bn = self.bn
         shape = (1, -1) + (1,) * (x.dim() - 2)
+        if bool(mask.all()):  # fast path: no padding, the native (fused) batch norm
+            return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                                self.training, bn.momentum, bn.eps)
         if self.training:
             # zero the padding, take the statistics of the whole tensor in one native
             # reduction, then rescale them from all positions to the real ones
@@ -77,6 +82,13 @@ def masked_pool_time(x: torch.Tensor, mask: torch.Tensor, kernel: tuple[int, int
     kt, kf = kernel
     if kt == 1 and kf == 1:
         return x, mask
+    if bool(mask.all()):  # fast path: no padding; ceil mode pools a last partial window over
+        x = x[..., : x.shape[3] - x.shape[3] % kf]  # its real frames (floor on frequency)
+        pool = F.max_pool2d if kind == "max" else F.avg_pool2d
+        if kind not in ("max", "avg"):
+            raise ValueError(f"pool kind must be max or avg, got {kind!r}")
+        y = pool(x, (kt, kf), ceil_mode=True)
+        return y, mask.new_ones(mask.shape[0], y.shape[2])
     pad = (-x.shape[2]) % kt
     if pad:
         x = F.pad(x, (0, 0, 0, pad))
