@@ -301,8 +301,8 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     if patience is not None and state["bad_epochs"] >= int(patience):
         log.info("early stopping: no valid UA improvement in %d epochs", state["bad_epochs"])
     if tc["select"] in ("last", "average"):
-        return _export_final(model, tc, exp, state, valid_set, valid_sampler, criterion, info,
-                             len(labels), eval_segment)
+        return _export_final(model, tc, exp, state, train_set, valid_set, valid_sampler,
+                             criterion, info, len(labels), eval_segment)
     if info.is_main:
         best = exp / "checkpoints" / "best.safetensors"
         if not best.is_file():
@@ -313,13 +313,41 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     return {"best_epoch": state["best_epoch"], "best_ua": state["best_ua"], **best_metrics}
 
 
+@torch.no_grad()
+def recalibrate_bn(model: EmotionClassifier, dataset: FeatsDataset, info: DistInfo,
+                   batch_size: int = 32) -> bool:
+    """Recompute batch-norm running statistics as a cumulative average over one pass of the
+    training set (SWA's ``update_bn``: averaged weights need their own statistics). Each
+    rank uses its own shard; rank 0's statistics are kept. Returns False without BN layers."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return False
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    sampler = BucketBatchSampler(dataset.lengths if len(dataset.items) == len(dataset.lengths)
+                                 else [dataset.effective_length(i) for i in range(len(dataset))],
+                                 batch_size, shuffle=False, rank=info.rank,
+                                 world_size=info.world_size, pad_to_world=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=pad_collate)
+    for batch in loader:
+        model(batch["feats"].to(info.device), batch["lengths"].to(info.device))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
+    return True
+
+
 def _export_final(model: EmotionClassifier, tc: dict[str, Any], exp: Path,
-                  state: dict[str, Any], valid_set: FeatsDataset,
+                  state: dict[str, Any], train_set: FeatsDataset, valid_set: FeatsDataset,
                   valid_sampler: BucketBatchSampler, criterion: nn.Module, info: DistInfo,
                   num_classes: int, eval_segment: tuple[int, int] | None) -> dict[str, Any]:
-    """``select: last`` keeps the last epoch; ``select: average`` averages the weights (and
-    batch-norm statistics) of the last ``average_last`` epochs. Both are scored on the
-    validation set and written to ``model.safetensors``."""
+    """``select: last`` keeps the last epoch; ``select: average`` averages the weights of the
+    last ``average_last`` epochs and recomputes the batch-norm statistics on the training set
+    (stochastic weight averaging, Izmailov et al. 2018). Both are scored on the validation set
+    and written to ``model.safetensors``."""
     out = exp / "model.safetensors"
     if info.is_main:
         if tc["select"] == "average":
@@ -336,6 +364,11 @@ def _export_final(model: EmotionClassifier, tc: dict[str, Any], exp: Path,
             save_weights(model, out)
     barrier(info)
     load_weights(model, out)
+    if tc["select"] == "average" and recalibrate_bn(model, train_set, info):
+        if info.is_main:
+            save_weights(model, out)
+            log.info("recomputed batch-norm statistics of the averaged weights on the "
+                     "training set")
     metrics = evaluate(model, valid_set, valid_sampler, criterion, info, num_classes,
                        eval_segment)
     log.info("%s model: valid UA %.4f WA %.4f -> %s", tc["select"], metrics["UA"],

@@ -45,9 +45,15 @@ class MaskedBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         bn = self.bn
         shape = (1, -1) + (1,) * (x.dim() - 2)
+        # momentum None = cumulative average (as nn.BatchNorm; used to recalibrate statistics)
+        factor = bn.momentum
+        if self.training:
+            bn.num_batches_tracked += 1
+            if factor is None:
+                factor = 1.0 / float(bn.num_batches_tracked)
         if bool(mask.all()):  # fast path: no padding, the native (fused) batch norm
             return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
-                                self.training, bn.momentum, bn.eps)
+                                self.training, factor or 0.0, bn.eps)
         if self.training:
             # zero the padding, take the statistics of the whole tensor in one native
             # reduction, then rescale them from all positions to the real ones
@@ -61,9 +67,8 @@ class MaskedBatchNorm(nn.Module):
             var = ((var_all + mean_all * mean_all) * ratio - mean * mean).clamp_min(0.0)
             with torch.no_grad():
                 unbiased = var * (n / (n - 1).clamp_min(1.0))
-                bn.running_mean.lerp_(mean.detach(), bn.momentum)
-                bn.running_var.lerp_(unbiased.detach(), bn.momentum)
-                bn.num_batches_tracked += 1
+                bn.running_mean.lerp_(mean.detach(), factor)
+                bn.running_var.lerp_(unbiased.detach(), factor)
         else:
             mean, var = bn.running_mean, bn.running_var
         scale = bn.weight * torch.rsqrt(var + bn.eps)
