@@ -222,7 +222,7 @@ def test_segment_dataset_and_test_time_averaging(dumped):
     from sertk.data.dataset import FeatsDataset
     from sertk.data.segments import windows
     from sertk.models.classifier import EmotionClassifier
-    from sertk.train.trainer import segment_posteriors
+    from sertk.train.evaluate import segment_posteriors
 
     labels = ["angry", "happy", "neutral", "sad"]
     ds = FeatsDataset(dumped / "fold1" / "train", labels, segment=(60, 30))

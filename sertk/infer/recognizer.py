@@ -49,7 +49,7 @@ def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
     A model trained with ``train.eval_segment`` scores each utterance as the mean posterior
     of its windows, as in its validation.
     """
-    from sertk.train.trainer import segment_posteriors
+    from sertk.train.evaluate import segment_posteriors
 
     segment = (packed.config.get("train") or {}).get("eval_segment")
     out_dir = Path(out_dir)

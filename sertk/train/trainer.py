@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import random
 import shutil
 import time
@@ -36,19 +35,16 @@ from sertk.config import save_yaml
 from sertk.data.datadir import DataDir
 from sertk.data.dataset import FeatsDataset, pad_collate, read_labels, write_labels
 from sertk.data.sampler import BucketBatchSampler
-from sertk.data.segments import windows
 from sertk.errors import SertkError
 from sertk.features.cmvn import GlobalCMVN, compute_global_stats
 from sertk.logging_utils import setup_logging
 from sertk.losses import build_loss
 from sertk.models.classifier import EmotionClassifier, aux_tables
-from sertk.scoring import confusion_matrix, metrics_from_confusion
 from sertk.train.checkpoint import (
     load_state,
     load_weights,
     save_state,
     save_weights,
-    unwrap,
 )
 from sertk.train.distributed import (
     DistInfo,
@@ -57,6 +53,7 @@ from sertk.train.distributed import (
     cleanup,
     init_distributed,
 )
+from sertk.train.evaluate import evaluate, recalibrate_bn
 from sertk.train.schedule import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -313,33 +310,6 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     return {"best_epoch": state["best_epoch"], "best_ua": state["best_ua"], **best_metrics}
 
 
-@torch.no_grad()
-def recalibrate_bn(model: EmotionClassifier, dataset: FeatsDataset, info: DistInfo,
-                   batch_size: int = 32) -> bool:
-    """Recompute batch-norm running statistics as a cumulative average over one pass of the
-    training set (SWA's ``update_bn``: averaged weights need their own statistics). Each
-    rank uses its own shard; rank 0's statistics are kept. Returns False without BN layers."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return False
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    sampler = BucketBatchSampler(dataset.lengths if len(dataset.items) == len(dataset.lengths)
-                                 else [dataset.effective_length(i) for i in range(len(dataset))],
-                                 batch_size, shuffle=False, rank=info.rank,
-                                 world_size=info.world_size, pad_to_world=False)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=pad_collate)
-    for batch in loader:
-        model(batch["feats"].to(info.device), batch["lengths"].to(info.device))
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    model.eval()
-    return True
-
-
 def _export_final(model: EmotionClassifier, tc: dict[str, Any], exp: Path,
                   state: dict[str, Any], train_set: FeatsDataset, valid_set: FeatsDataset,
                   valid_sampler: BucketBatchSampler, criterion: nn.Module, info: DistInfo,
@@ -386,59 +356,6 @@ def aux_vocabularies(name: str, train_dir: Path, conf: dict[str, Any] | None = N
             raise SertkError(f"model {name} needs {table} in {train_dir} (auxiliary targets)")
         out[table] = sorted(set(d.table(table).values()))
     return out
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset: FeatsDataset, sampler: BucketBatchSampler,
-             criterion: nn.Module, info: DistInfo, num_classes: int,
-             segment: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Loss and metrics over the whole set; each rank scores its share, sums are all-reduced.
-
-    With ``segment = (length, shift)`` each utterance is scored as the mean posterior of its
-    windows (test-time averaging) and the loss is the NLL of that mean.
-    """
-    model = unwrap(model)
-    model.eval()
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.float64)
-    loss_sum = torch.zeros(1, dtype=torch.float64)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=pad_collate)
-    for batch in loader:
-        target = batch["labels"].to(info.device)
-        if segment is None:
-            logits = model(batch["feats"].to(info.device), batch["lengths"].to(info.device))
-            loss_sum += float(criterion(logits.float(), target)) * target.numel()
-            hyp = logits.argmax(-1)
-        else:
-            post = segment_posteriors(model, batch["feats"], batch["lengths"], segment,
-                                      info.device)
-            loss_sum += float(torch.nn.functional.nll_loss(post.clamp_min(1e-12).log(),
-                                                           target.cpu(), reduction="sum"))
-            hyp = post.argmax(-1)
-        cm += torch.from_numpy(confusion_matrix(target.cpu().numpy(), hyp.cpu().numpy(),
-                                                num_classes)).double()
-    all_reduce_sum(cm, info)
-    all_reduce_sum(loss_sum, info)
-    res = metrics_from_confusion(cm.numpy().astype(np.int64), [str(i) for i in range(num_classes)])
-    res["loss"] = float(loss_sum) / max(1, res["num_utts"])
-    if math.isnan(res["loss"]):
-        raise SertkError("validation loss is NaN")
-    return res
-
-
-def segment_posteriors(model: nn.Module, feats: torch.Tensor, lengths: torch.Tensor,
-                       segment: tuple[int, int], device: torch.device | str) -> torch.Tensor:
-    """Mean softmax posterior over each utterance's windows -> ``[B, C]`` (on the CPU)."""
-    pieces, owner = [], []
-    for b, n in enumerate(lengths.tolist()):
-        for s, e in windows(n, int(segment[0]), int(segment[1])):
-            pieces.append(feats[b, s:e])
-            owner.append(b)
-    x = torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True).to(device)
-    lens = torch.tensor([p.shape[0] for p in pieces], device=device)
-    post = torch.softmax(model(x, lens).float(), -1).cpu()
-    idx = torch.tensor(owner)
-    out = torch.zeros(len(lengths), post.shape[1]).index_add_(0, idx, post)
-    return out / torch.bincount(idx, minlength=len(lengths)).unsqueeze(1).float()
 
 
 def _train_collate(items_aug, batch_crop: bool, dataset: FeatsDataset,
