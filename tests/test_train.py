@@ -143,3 +143,18 @@ def test_batch_crop_collate_gives_padding_free_batches(dumped):
         starts = [s for s in range(f.shape[0] - shortest + 1)
                   if torch.equal(f[s:s + shortest], crop)]
         assert starts, key
+
+
+def test_save_initial_and_compare_weights(dumped, tmp_path):
+    from sertk.train.trainer import train
+    from tests.conftest import run_sertk
+
+    cfg = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "epochs": 1, "save_initial": True}}
+    train(cfg, dumped / "fold1" / "train", dumped / "fold1" / "dev", tmp_path / "e",
+          device="cpu", progress=False)
+    init = tmp_path / "e" / "checkpoints" / "initial.safetensors"
+    out = run_sertk("models", "compare-weights", init, tmp_path / "e" / "model.safetensors")
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert rows and all(float(d) > 0 for _, d in rows)  # every layer moved in training
+    same = run_sertk("models", "compare-weights", init, init)
+    assert all(float(line.split()[1]) == 0.0 for line in same.stdout.splitlines())

@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TRAIN = {"epochs": 30, "batch_size": 16, "max_frames": None, "crop_frames": None,
                  "segment": None, "eval_segment": None, "repeat": 1,
                  "select": "best", "average_last": 5, "batch_crop": False,
+                 "save_initial": False,
                  "grad_clip": 5.0, "patience": None, "seed": 0, "num_workers": 0,
                  "amp": True, "valid_batch_size": 32}
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "valid_loss", "valid_WA", "valid_UA",
@@ -195,6 +196,8 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     elif info.is_main:
         for stale in (exp / "metrics.csv", exp / "checkpoints" / "best.safetensors"):
             stale.unlink(missing_ok=True)
+        if tc["save_initial"]:  # for `sertk models compare-weights` after training
+            save_weights(model, exp / "checkpoints" / "initial.safetensors")
 
     aux_maps = {t: {u: vocab.index(lab) for u, lab in DataDir(train_dir).table(t).items()}
                 for t, vocab in aux_vocab.items()}
