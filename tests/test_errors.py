@@ -75,6 +75,13 @@ def test_bad_audio_in_infer(tmp_path, trained):
     proc = run_sertk("infer", "--model", trained, "--wav-list", _write(tmp_path / "l",
                      f"{bad}\n"), check=False)
     _one_line_error(proc, "utterance broken", str(bad), "cannot decode audio file")
+    # with --out the progress bar is on: the error still starts a line of its own
+    proc = run_sertk("infer", "--model", trained, "--wav-list", tmp_path / "l", "--out",
+                     tmp_path / "o.jsonl", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = proc.stderr.replace("\r", "\n").splitlines()
+    assert [ln for ln in lines if ln.startswith("sertk: error: utterance broken")], proc.stderr
+    assert sum("sertk: error" in ln for ln in lines) == 1, proc.stderr
     # --skip-bad reports and counts instead of stopping
     proc = run_sertk("infer", "--model", trained, "--wav-list",
                      _write(tmp_path / "l2", f"{bad}\n"), "--skip-bad", check=False)

@@ -29,13 +29,24 @@ def _register() -> None:
 _register()
 
 
+def _clear_progress_bars() -> None:
+    """Erase unfinished tqdm bars, so that an error message starts on a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.leave = False
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False, prog_name="sertk")
     except SertkError as exc:
+        _clear_progress_bars()
         print(f"sertk: error: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
+        _clear_progress_bars()
         print("sertk: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
