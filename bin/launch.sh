@@ -7,6 +7,9 @@
 # the index, at most N at a time (default: all). Each job's stdout/stderr go to its log file,
 # which starts with the command and ends with its exit status and run time. Exits non-zero,
 # naming the failed logs, if any job fails. A cluster replaces this with its own submitter.
+# Every argument reaches COMMAND as it was given (JSON, globs and spaces included), except the
+# shell operators | || && ; < > >> 2>&1 passed as arguments of their own (escaped on the command
+# line, `\|`, as in Kaldi), which join commands into a pipeline.
 set -u
 max_jobs=0
 if [ "${1:-}" = "--max-jobs-run" ]; then max_jobs=$2; shift 2; fi
@@ -20,7 +23,14 @@ if [ $# -lt 2 ]; then
   echo "usage: $0 [--max-jobs-run N] [JOB=1:N] LOGFILE COMMAND..." >&2; exit 1
 fi
 log=$1; shift
-cmd="$*"
+cmd=""
+for arg in "$@"; do
+  case $arg in
+    '|' | '||' | '&&' | ';' | '<' | '>' | '>>' | '2>&1') cmd+="$arg " ;;
+    *) printf -v quoted '%q' "$arg"; cmd+="$quoted " ;;
+  esac
+done
+cmd=${cmd% }
 pids=(); logs=()
 for ((j = first; j <= last; j++)); do
   this_log=$log; this_cmd=$cmd
