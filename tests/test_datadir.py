@@ -168,3 +168,16 @@ def test_folds_keep_test_speakers_out(tmp_path):
     make_folds(d, tmp_path / "folds", spec, dev_speakers=0, dev_fraction=0.25, seed=0)
     dev = DataDir(tmp_path / "folds" / "f1" / "dev")
     assert len(dev.utts) == 3 and not set(dev.utt2spk.values()) & {"spk0", "spk1"}
+
+
+def test_write_table_replaces_the_file_atomically(tmp_path: Path) -> None:
+    # a reader that opened the old table (another recipe run sharing the dump) keeps a complete
+    # copy: the new table is a new file renamed over the old one, not the old file truncated
+    path = tmp_path / "d" / "feats.scp"
+    write_table(path, {"b": "x.ark:2", "a": "x.ark:1"})
+    old = path.open()
+    write_table(path, {"c": "y.ark:1"})
+    assert old.read() == "a x.ark:1\nb x.ark:2\n"
+    assert path.read_text() == "c y.ark:1\n"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["feats.scp"]  # no temp left
+    old.close()

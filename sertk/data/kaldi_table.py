@@ -6,6 +6,7 @@ ordering of ASCII keys is that order.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -44,13 +45,22 @@ def read_table(path: str | Path, min_fields: int = 2, max_fields: int | None = N
 
 
 def write_table(path: str | Path, table: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
-    """Write ``key value`` lines sorted by key (C locale)."""
+    """Write ``key value`` lines sorted by key (C locale).
+
+    The file is replaced atomically (written beside it, then renamed), so that a job reading
+    a data dir while another recipe run rewrites it sees the old or the new table, never half.
+    """
     items = table.items() if isinstance(table, Mapping) else table
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for key, value in sorted(items, key=lambda kv: kv[0]):
-            fh.write(f"{key} {value}\n" if value != "" else f"{key}\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for key, value in sorted(items, key=lambda kv: kv[0]):
+                fh.write(f"{key} {value}\n" if value != "" else f"{key}\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def is_sorted_unique(keys: list[str]) -> bool:
