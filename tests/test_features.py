@@ -82,5 +82,6 @@ def test_feats_list_cli():
     from tests.conftest import run_sertk
 
     out = run_sertk("feats", "list").stdout
-    for name in ("fbank", "mfcc", "spectrogram", "specaugment"):
+    for name in ("fbank", "mfcc", "spectrogram", "opensmile", "ssl", "leaf", "ssl_encoder",
+                 "specaugment", "vtlp", "copypaste", "speed", "noise", "reverb", "mixup"):
         assert name in out

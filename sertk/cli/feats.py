@@ -62,6 +62,14 @@ def apply_cmvn(src: Path, dst: Path,
     typer.echo(f"{dst}: normalised features written")
 
 
+
+LEARNABLE_FRONT_ENDS = (
+    ("leaf", "LEAF (Zeghidour et al. 2021): Gabor filterbank, Gaussian lowpass pooling, sPCEN; "
+             "sertk.models.layers.leaf.Leaf"),
+    ("ssl_encoder", "wav2vec 2.0 / HuBERT / WavLM fine-tuned in a model, one layer or a learnable "
+                    "weighted sum; sertk.features.ssl.SSLEncoder"),
+)
+
 @app.command("list")
 def list_() -> None:
     """Every registered front end and augmentation with a one-line summary."""
@@ -71,6 +79,9 @@ def list_() -> None:
     typer.echo("front ends:")
     for e in FEATURES.entries():
         typer.echo(f"  {e.name:<20} {e.summary}")
+    typer.echo("learnable front ends (nn.Module layers trained inside a model, not dumped):")
+    for name, summary in LEARNABLE_FRONT_ENDS:
+        typer.echo(f"  {name:<20} {summary}")
     typer.echo("augmentations:")
     for e in AUGMENTS.entries():
         typer.echo(f"  {e.name:<20} {e.summary}")
