@@ -62,19 +62,11 @@ def apply_cmvn(src: Path, dst: Path,
     typer.echo(f"{dst}: normalised features written")
 
 
-
-LEARNABLE_FRONT_ENDS = (
-    ("leaf", "LEAF (Zeghidour et al. 2021): Gabor filterbank, Gaussian lowpass pooling, sPCEN; "
-             "sertk.models.layers.leaf.Leaf"),
-    ("ssl_encoder", "wav2vec 2.0 / HuBERT / WavLM fine-tuned in a model, one layer or a learnable "
-                    "weighted sum; sertk.features.ssl.SSLEncoder"),
-)
-
 @app.command("list")
 def list_() -> None:
     """Every registered front end and augmentation with a one-line summary."""
     from sertk.augment import AUGMENTS
-    from sertk.features import FEATURES
+    from sertk.features import FEATURES, LEARNABLE_FRONT_ENDS
 
     typer.echo("front ends:")
     for e in FEATURES.entries():
