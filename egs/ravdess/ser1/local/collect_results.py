@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Print a Markdown table row per experiment from ser.sh's stage-4 outputs.
 
-    collect_results.py [--expdir exp] TAG [TAG ...]
+    collect_results.py [--expdir exp] [--baseline TAG0] TAG [TAG ...]
 
 Reads EXPDIR/<tag>/decode_test/results.json (fold aggregation), EXPDIR/<tag>/RESULTS.md (the
 command) and EXPDIR/<tag>/<fold>/metrics.csv (epoch times); prints
-| tag | folds | UA mean ± std | WA | macro-F1 | training time | command |.
+| tag | folds | UA mean ± std | WA | macro-F1 | training time | command |; with --baseline, also
+the paired UA difference from TAG0 (fold by fold, averaged) and on how many folds TAG is better.
 """
 
 from __future__ import annotations
@@ -16,8 +17,21 @@ import json
 from pathlib import Path
 
 
-def row(exp: Path) -> str:
-    agg = json.loads((exp / "decode_test" / "results.json").read_text())
+def results(exp: Path) -> dict:
+    return json.loads((exp / "decode_test" / "results.json").read_text())
+
+
+def paired_delta(agg: dict, base: dict) -> str:
+    """Mean over folds of UA(tag) - UA(baseline), and the number of folds where tag is better."""
+    ua, ua0 = agg["UA"]["folds"], base["UA"]["folds"]
+    if len(ua) != len(ua0):
+        raise SystemExit(f"collect_results.py: {len(ua)} folds against {len(ua0)} in the baseline")
+    delta = 100.0 * sum(a - b for a, b in zip(ua, ua0)) / len(ua)
+    return f"{delta:+.2f} ({sum(a > b for a, b in zip(ua, ua0))}/{len(ua)})"
+
+
+def row(exp: Path, base: dict | None = None) -> str:
+    agg = results(exp)
     command = ""
     md = exp / "RESULTS.md"
     if md.is_file():
@@ -33,19 +47,23 @@ def row(exp: Path) -> str:
     return (f"| {exp.name} | {agg['num_folds']} | **{pct * agg['UA']['mean']:.2f} ± "
             f"{pct * agg['UA']['std']:.2f}** | {pct * agg['WA']['mean']:.2f} ± "
             f"{pct * agg['WA']['std']:.2f} | {pct * agg['macro_F1']['mean']:.2f} | "
-            f"{seconds / 60:.0f} min | `{command}` |")
+            f"{seconds / 60:.0f} min |"
+            + (f" {paired_delta(agg, base)} |" if base is not None else "") + f" `{command}` |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--expdir", default="exp")
+    ap.add_argument("--baseline", help="tag to compare every row with, fold by fold")
     ap.add_argument("tags", nargs="+")
     args = ap.parse_args()
-    print("| experiment | folds | UA % | WA % | macro-F1 % | training time (sum of epochs) "
-          "| command |")
-    print("|---|---|---|---|---|---|---|")
+    base = results(Path(args.expdir) / args.baseline) if args.baseline else None
+    delta = " ΔUA vs baseline (folds better) |" if base is not None else ""
+    print("| experiment | folds | UA % | WA % | macro-F1 % | training time (sum of epochs) |"
+          f"{delta} command |")
+    print("|---|---|---|---|---|---|" + ("---|" if base is not None else "") + "---|")
     for tag in args.tags:
-        print(row(Path(args.expdir) / tag))
+        print(row(Path(args.expdir) / tag, base))
 
 
 if __name__ == "__main__":
