@@ -17,8 +17,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["sertk", "sertk.*"]),
     install_requires=[
-        "torch==2.11.*",
-        "torchaudio==2.11.*",
+        "torch==2.11.0",
+        "torchaudio==2.11.0",
         "typer>=0.12",
         "kaldiio>=2.18",
         "soundfile>=0.12",
