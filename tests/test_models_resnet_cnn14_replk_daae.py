@@ -9,13 +9,14 @@ import logging
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import sertk.models.cnn14  # noqa: F401  (registers the models)
 import sertk.models.daae  # noqa: F401
 import sertk.models.replk  # noqa: F401
 import sertk.models.resnet  # noqa: F401
 from sertk import models
+from sertk.errors import SertkError
 from sertk.models.cnn14 import layer_cosine_distances
 from sertk.models.info import info
 from sertk.models.layers import MaskedBatchNorm
@@ -287,15 +288,24 @@ def test_daae_two_stage_training(tmp_path):
             "fusion_dim": 8, "att_heads": 2, "att_head_dim": 4, "lstm_hidden": 8}
     stage1, _ = model_config("daae_pretrain")
     stage1["model"]["conf"].update(tiny, grl_warmup_steps=4)
-    stage1["train"].update(epochs=1, batch_size=32, valid_batch_size=16)
+    stage1["train"].update(epochs=2, batch_size=32, valid_batch_size=16)
+    assert stage1["train"]["select"] == "last"  # no emotion objective: dev UA can't select
     exp1 = tmp_path / "exp" / "pretrain"
     res1 = train(stage1, tmp_path / "train", tmp_path / "dev", exp1, device="cpu",
                  progress=False)
     assert 0.0 <= res1["best_ua"] <= 1.0
     log1 = (exp1 / "train.log").read_text()
-    assert "epoch 1/1" in log1
+    assert "epoch 2/2" in log1
     last = torch.load(exp1 / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert int(last["net.grl_steps"]) > 0
+    kept = load_file(str(exp1 / "model.safetensors"))  # the last epoch's weights
+    assert torch.equal(kept["net.encoder.0.conv.weight"], last["net.encoder.0.conv.weight"])
+
+    missing, _ = model_config("daae")
+    missing["model"]["conf"].update(tiny, init_checkpoint=str(tmp_path / "no_such.safetensors"))
+    with pytest.raises(SertkError, match="no_such.safetensors not found"):
+        train(missing, tmp_path / "train", tmp_path / "dev", tmp_path / "exp" / "missing",
+              device="cpu", progress=False)
 
     stage2, _ = model_config("daae")
     stage2["model"]["conf"].update(tiny, init_checkpoint=str(exp1 / "model.safetensors"))
@@ -306,8 +316,6 @@ def test_daae_two_stage_training(tmp_path):
     assert 0.0 <= res2["best_ua"] <= 1.0
     log2 = (exp2 / "train.log").read_text()
     assert "init_checkpoint" in log2 and "loaded" in log2
-    from safetensors.torch import load_file
-
     w1, w2 = load_file(str(exp1 / "model.safetensors")), load_file(str(exp2 /
                                                                        "model.safetensors"))
     # the frozen DANN predictor came from stage 1 unchanged; the encoder was fine-tuned

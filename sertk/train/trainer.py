@@ -141,6 +141,11 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     mcfg = cfg.get("model") or {}
     if "name" not in mcfg:
         raise SertkError("training config needs model.name")
+    init_ckpt = (mcfg.get("conf") or {}).get("init_checkpoint")
+    if init_ckpt and not Path(init_ckpt).is_file():
+        # the model itself only warns (a packed model is rebuilt without its init file)
+        raise SertkError(f"model.conf.init_checkpoint {init_ckpt} not found (training would "
+                         "start from a random initialisation)")
     aux_vocab = aux_vocabularies(mcfg["name"], train_dir, mcfg.get("conf"))
     aux_classes = {t: len(v) for t, v in aux_vocab.items()} or None
     if info.is_main and aux_classes:
