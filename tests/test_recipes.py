@@ -41,10 +41,24 @@ def test_mini_recipe_end_to_end(tmp_path):
     for f in ("RESULTS.md", "fold1/decode_test/confusion.png", "fold1/model.zip",
               "fold1/train.log", "fold1/metrics.csv", "fold1/logs/stage3.log"):
         assert (exp / f).is_file(), f
+    # RESULTS.md quotes the command that made it
+    assert f"    ./run.sh {dirs} --progress false\n" in (exp / "RESULTS.md").read_text()
     # every stage is safe to rerun: finished work is detected and reused
     again = bash(f"./run.sh {dirs} --stage 2 --progress false", recipe)
     assert "already trained" in again.stderr and "features already dumped" in again.stderr
     assert m.group(0) in again.stdout + again.stderr
+
+
+def test_shell_quote_round_trip():
+    """RESULTS.md's command line must paste back into a shell with the same arguments."""
+    args = ["./run.sh", "--folds", "fold1", "--train_args", "--override train.epochs=4", "",
+            '--override augment=[{"name":"vtlp","low":0.9}]', "it's", "a$b"]
+    line = subprocess.run([str(REPO / "bin" / "shell_quote.sh"), *args], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert line.startswith("./run.sh --folds fold1 --train_args '--override train.epochs=4' ''")
+    back = subprocess.run(["bash", "-c", f'for a in {line}; do printf "%s\\0" "$a"; done'],
+                          capture_output=True, text=True, check=True).stdout
+    assert back.split("\0")[:-1] == args
 
 
 def fake_ravdess(root: Path, per_actor: int = 3) -> Path:

@@ -2,7 +2,8 @@
 # Template run.sh: copy egs/TEMPLATE/ser1 to egs/<corpus>/ser1, write local/data.sh, and set
 # the corpus options below. Everything else is ser.sh.
 set -euo pipefail
-export SERTK_RUN_CMD="${SERTK_RUN_CMD:-$0 $*}"  # the command quoted in RESULTS.md
+# the command quoted in RESULTS.md (quoted so that it can be pasted back into a shell)
+export SERTK_RUN_CMD="${SERTK_RUN_CMD:-$(../../../bin/shell_quote.sh "$0" "$@")}"
 
 ./ser.sh \
   --feats_config conf/feats/fbank80.yaml \

@@ -59,6 +59,7 @@ help_message="Usage: $0 [options]
   --datadir/--dumpdir/--expdir DIR"
 
 . ./path.sh
+run_cmd=${SERTK_RUN_CMD:-$(shell_quote.sh "$0" "$@")}  # quoted in RESULTS.md
 . ./cmd.sh
 . parse_options.sh
 
@@ -80,7 +81,6 @@ rir_set=all_reverb$(basename "${rir_data:-none}")
 case $cmvn_type in global|speaker) ;; *) log "--cmvn_type must be global or speaker"; exit 1;; esac
 exp_root=$expdir/$tag
 progress_flag=--progress; $progress || progress_flag=--no-progress
-run_cmd=${SERTK_RUN_CMD:-"$0 $*"}
 
 list_folds() {
   if [ -n "$folds" ]; then echo "$folds"; return; fi

@@ -3,7 +3,8 @@
 # dump Kaldi fbank features, train LIGHT-SERNET for a few epochs, score the held-out
 # speakers (UA printed at the end), pack the model for `sertk infer`.
 set -euo pipefail
-export SERTK_RUN_CMD="${SERTK_RUN_CMD:-$0 $*}"  # the command quoted in RESULTS.md
+# the command quoted in RESULTS.md (quoted so that it can be pasted back into a shell)
+export SERTK_RUN_CMD="${SERTK_RUN_CMD:-$(../../../bin/shell_quote.sh "$0" "$@")}"
 
 ./ser.sh \
   --feats_config conf/feats/fbank40.yaml \

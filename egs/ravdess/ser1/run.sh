@@ -7,7 +7,8 @@
 #   ./run.sh --local_data_opts "--protocol loao"   # leave-one-actor-out (24 folds)
 # The corpus is read from $RAVDESS_ROOT (default ../../../../shared/corpora/ravdess).
 set -euo pipefail
-export SERTK_RUN_CMD="${SERTK_RUN_CMD:-$0 $*}"  # the command quoted in RESULTS.md
+# the command quoted in RESULTS.md (quoted so that it can be pasted back into a shell)
+export SERTK_RUN_CMD="${SERTK_RUN_CMD:-$(../../../bin/shell_quote.sh "$0" "$@")}"
 
 ./ser.sh \
   --feats_config conf/feats/mfcc40_light_sernet.yaml \

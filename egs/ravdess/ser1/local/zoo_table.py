@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Update the model-zoo table (between ``<!-- zoo table -->`` markers) from experiment dirs.
+
+    local/zoo_table.py [--expdir exp] [--fold fold1] [--results RESULTS.md] \
+        [--readme ../../../README.md] CONFIG=TAG [CONFIG=TAG ...]
+
+For each ``CONFIG=TAG`` (CONFIG a ``conf/model/<id>.yaml`` stem) the row of CONFIG gets:
+parameters and MFLOPs for 3 s of audio of the config (``sertk models table``); the UA of
+EXPDIR/TAG/<fold>/decode_test/results.json; the 6-fold UA mean ± std of
+EXPDIR/TAG/decode_test/results.json when that aggregates 6 folds; and the command quoted in
+EXPDIR/TAG/RESULTS.md. When the trained model differs from the config (``--override`` of its
+size), the UA cell says so with the trained model's parameters and MFLOPs (from
+EXPDIR/TAG/<fold>/config.yaml). Rows of configs not named are kept as they are; a config
+without a row gets one (rows sorted by config). RESULTS.md's table (``<!-- zoo table -->``)
+has the command and the paper's first author; the README's (``<!-- models table -->``) the
+full paper reference and no command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from sertk.models import MODELS
+from sertk.models.info import info
+
+RESULTS_TABLE = ("zoo table", ["| config | paper | parameters | MFLOPs / 3 s | UA % fold 1 | "
+                                 "UA % 6 folds | command |", "|---|---|---|---|---|---|---|"])
+README_TABLE = ("models table", ["| config | paper | parameters (8 classes) | MFLOPs / 3 s | "
+                                 "RAVDESS UA % fold 1 | RAVDESS UA % 6 folds |",
+                                 "|---|---|---|---|---|---|"])
+
+
+def command_of(exp: Path) -> str:
+    md = exp / "RESULTS.md"
+    lines = md.read_text().splitlines() if md.is_file() else []
+    return lines[lines.index("Command:") + 2].strip() if "Command:" in lines else ""
+
+
+def cells(config: str, exp: Path, fold: str) -> dict[str, str]:
+    ref = info(config, 3.0, 8)
+    fold_res = json.loads((exp / fold / "decode_test" / "results.json").read_text())
+    ua1 = f"{100 * fold_res['UA']:.2f}"
+    trained_cfg = exp / fold / "config.yaml"
+    if trained_cfg.is_file():
+        run = info(str(trained_cfg), 3.0, 8)
+        if run["params"] != ref["params"]:
+            ua1 += f" (trained variant: {run['params']:,} parameters, {run['mflops']:.1f} MFLOPs)"
+    agg_file = exp / "decode_test" / "results.json"
+    six = "—"
+    if agg_file.is_file():
+        agg = json.loads(agg_file.read_text())
+        if agg.get("num_folds") == 6:
+            six = f"{100 * agg['UA']['mean']:.2f} ± {100 * agg['UA']['std']:.2f}"
+    cmd = command_of(exp)
+    return {"config": f"`{config}`", "paper": MODELS.get(ref["model"]).paper,
+            "params": f"{ref['params']:,}", "mflops": f"{ref['mflops']:.1f}", "ua1": ua1,
+            "ua6": six, "command": f"`{cmd}`" if cmd else ""}
+
+
+def update(path: Path, table_kind: tuple[str, list[str]], rows: dict[str, dict[str, str]]
+           ) -> None:
+    """Replace the rows of ``rows``' configs in the table between the markers of ``path``."""
+    marker, header = table_kind
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    text = path.read_text()
+    i, j = text.index(start) + len(start), text.index(end)
+    old = [ln for ln in text[i:j].strip().splitlines() if ln.startswith("| `")]
+    table = {re.match(r"\| `([^`]+)`", ln).group(1): ln for ln in old}
+    for config, c in rows.items():
+        if marker == "zoo table":
+            cols = [c["config"], c["paper"].split(",")[0], c["params"], c["mflops"], c["ua1"],
+                    c["ua6"], c["command"]]
+        else:
+            cols = [c["config"], c["paper"], c["params"], c["mflops"], c["ua1"], c["ua6"]]
+        table[config] = "| " + " | ".join(cols) + " |"
+    body = "\n".join(header + [table[k] for k in sorted(table)])
+    path.write_text(text[:i] + "\n" + body + "\n" + text[j:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--expdir", type=Path, default=Path("exp"))
+    ap.add_argument("--fold", default="fold1")
+    ap.add_argument("--results", type=Path, help="RESULTS.md to update")
+    ap.add_argument("--readme", type=Path, help="README.md to update")
+    ap.add_argument("pairs", nargs="+", metavar="CONFIG=TAG")
+    args = ap.parse_args()
+    rows = {}
+    for pair in args.pairs:
+        config, _, tag = pair.partition("=")
+        if not tag:
+            raise SystemExit(f"zoo_table.py: expected CONFIG=TAG, got {pair!r}")
+        rows[config] = cells(config, args.expdir / tag, args.fold)
+        print(" | ".join(rows[config].values()))
+    if args.results:
+        update(args.results, RESULTS_TABLE, rows)
+    if args.readme:
+        update(args.readme, README_TABLE, rows)
+
+
+if __name__ == "__main__":
+    main()
