@@ -90,6 +90,33 @@ def test_predict_and_score_dump(trained, dumped, tmp_path):
     assert out.startswith("UA ")
 
 
+def test_packed_model_normalises_as_in_training(dumped, tmp_path):
+    """``cmvn.norm_vars: false`` (mean-only CMVN, e.g. attpool_cnn) must hold at inference too:
+    the packed model's logits equal those of the model the trainer evaluated."""
+    import torch
+
+    from sertk.features.cmvn import GlobalCMVN
+    from sertk.infer.packed import load_packed
+    from sertk.models.classifier import EmotionClassifier
+    from sertk.train.trainer import train
+    from tests.conftest import TINY_CONFIG
+
+    cfg = {**TINY_CONFIG, "cmvn": {"norm_vars": False},
+           "train": {**TINY_CONFIG["train"], "epochs": 1}}
+    exp = tmp_path / "exp"
+    train(cfg, dumped / "fold1" / "train", dumped / "fold1" / "dev", exp, device="cpu",
+          progress=False)
+    packed = load_packed(exp)
+    ref = EmotionClassifier("light_sernet", 40, 4, cfg["model"]["conf"],
+                            GlobalCMVN.from_file(exp / "cmvn.ark", norm_vars=False))
+    ref.load_state_dict(packed.model.state_dict())
+    assert not bool(torch.allclose(ref.cmvn.std, torch.ones(40)))  # the test can tell
+    x = 3.0 * torch.randn(2, 120, 40) + 5.0
+    lengths = torch.tensor([120, 90])
+    with torch.no_grad():
+        torch.testing.assert_close(packed.model(x, lengths), ref.eval()(x, lengths))
+
+
 def test_trimmed_training_data_means_trimmed_inference(corpus, tmp_path):
     """A model trained on `sertk data trim`-med data trims raw audio the same way at infer."""
     from sertk.config import load_yaml
