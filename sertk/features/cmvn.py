@@ -54,6 +54,12 @@ def stats_to_mean_std(stats: np.ndarray, var_floor: float = 1e-10
     return mean, np.sqrt(var)
 
 
+def norm_vars_of(train_cfg: dict) -> bool:
+    """Whether a training config's global CMVN divides by the std (``cmvn.norm_vars``, default
+    true); the trainer and a reloaded packed model must agree on it."""
+    return bool((train_cfg.get("cmvn") or {}).get("norm_vars", True))
+
+
 class GlobalCMVN(torch.nn.Module):
     """Applies ``(x - mean) / std`` from global statistics; stored as buffers in the model."""
 

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 from safetensors.torch import load as load_safetensors
 
 from sertk.errors import SertkError
-from sertk.features.cmvn import GlobalCMVN
+from sertk.features.cmvn import norm_vars_of
 from sertk.features.registry import FeatureConfig
 from sertk.models.classifier import EmotionClassifier
 
@@ -80,12 +79,10 @@ def load_packed(path: str | Path, device: torch.device | str = "cpu") -> PackedM
     feats = FeatureConfig.from_dict(yaml.safe_load(files["feats.yaml"]))
     labels = [x for x in files["labels.txt"].decode().split("\n") if x.strip()]
     mcfg = config["model"]
-    dim = int(config["input_dim"])
+    model = EmotionClassifier(mcfg["name"], int(config["input_dim"]), len(labels),
+                              mcfg.get("conf"), aux_classes=config.get("aux_classes"))
     # mean and std come with the weights; whether to divide by std is a training option
-    norm_vars = bool((config.get("cmvn") or {}).get("norm_vars", True))
-    model = EmotionClassifier(mcfg["name"], dim, len(labels), mcfg.get("conf"),
-                              GlobalCMVN(np.zeros(dim), np.ones(dim), norm_vars),
-                              aux_classes=config.get("aux_classes"))
+    model.cmvn.norm_vars = norm_vars_of(config)
     state = load_safetensors(files["model.safetensors"])
     try:
         model.load_state_dict(state, strict=True)

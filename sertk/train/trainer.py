@@ -36,7 +36,7 @@ from sertk.data.datadir import DataDir
 from sertk.data.dataset import FeatsDataset, pad_collate, read_labels, write_labels
 from sertk.data.sampler import BucketBatchSampler
 from sertk.errors import SertkError
-from sertk.features.cmvn import GlobalCMVN, compute_global_stats
+from sertk.features.cmvn import GlobalCMVN, compute_global_stats, norm_vars_of
 from sertk.logging_utils import setup_logging
 from sertk.losses import build_loss
 from sertk.models.classifier import EmotionClassifier, aux_tables
@@ -151,7 +151,7 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     if info.is_main and aux_classes:
         save_yaml({**cfg, "input_dim": input_dim, "labels": labels,
                    "aux_classes": aux_classes}, exp / "config.yaml")
-    norm_vars = (cfg.get("cmvn") or {}).get("norm_vars", True)
+    norm_vars = norm_vars_of(cfg)
     model = EmotionClassifier(mcfg["name"], input_dim, len(labels), mcfg.get("conf"),
                               GlobalCMVN.from_file(cmvn_path, norm_vars),
                               aux_classes).to(info.device)

@@ -30,14 +30,16 @@ def paired_delta(agg: dict, base: dict) -> str:
     return f"{delta:+.2f} ({sum(a > b for a, b in zip(ua, ua0))}/{len(ua)})"
 
 
+def command_of(exp: Path) -> str:
+    """The command quoted in EXP/RESULTS.md (ser.sh stage 4), or ''."""
+    md = exp / "RESULTS.md"
+    lines = md.read_text().splitlines() if md.is_file() else []
+    return lines[lines.index("Command:") + 2].strip() if "Command:" in lines else ""
+
+
 def row(exp: Path, base: dict | None = None) -> str:
     agg = results(exp)
-    command = ""
-    md = exp / "RESULTS.md"
-    if md.is_file():
-        lines = md.read_text().splitlines()
-        if "Command:" in lines:
-            command = lines[lines.index("Command:") + 2].strip()
+    command = command_of(exp)
     seconds = 0.0
     for name in agg.get("fold_names", []):
         metrics = Path(name).parent.parent / "metrics.csv"

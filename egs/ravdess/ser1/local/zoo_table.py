@@ -19,9 +19,10 @@ full paper reference and no command.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
+
+from collect_results import command_of, results  # local/collect_results.py (same dir)
 
 from sertk.models import MODELS
 from sertk.models.info import info
@@ -33,25 +34,17 @@ README_TABLE = ("models table", ["| config | paper | parameters (8 classes) | MF
                                  "|---|---|---|---|---|---|"])
 
 
-def command_of(exp: Path) -> str:
-    md = exp / "RESULTS.md"
-    lines = md.read_text().splitlines() if md.is_file() else []
-    return lines[lines.index("Command:") + 2].strip() if "Command:" in lines else ""
-
-
 def cells(config: str, exp: Path, fold: str) -> dict[str, str]:
     ref = info(config, 3.0, 8)
-    fold_res = json.loads((exp / fold / "decode_test" / "results.json").read_text())
-    ua1 = f"{100 * fold_res['UA']:.2f}"
+    ua1 = f"{100 * results(exp / fold)['UA']:.2f}"
     trained_cfg = exp / fold / "config.yaml"
     if trained_cfg.is_file():
         run = info(str(trained_cfg), 3.0, 8)
         if run["params"] != ref["params"]:
             ua1 += f" (trained variant: {run['params']:,} parameters, {run['mflops']:.1f} MFLOPs)"
-    agg_file = exp / "decode_test" / "results.json"
     six = "—"
-    if agg_file.is_file():
-        agg = json.loads(agg_file.read_text())
+    if (exp / "decode_test" / "results.json").is_file():
+        agg = results(exp)
         if agg.get("num_folds") == 6:
             six = f"{100 * agg['UA']['mean']:.2f} ± {100 * agg['UA']['std']:.2f}"
     cmd = command_of(exp)
