@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 from sertk import models
 from sertk.errors import SertkError
+from sertk.models.info import info
 from sertk.models.layers import MaskedBatchNorm, lengths_to_mask
+from tests.conftest import REPO, run_sertk
 from tests.model_checks import check_forward_backward, check_padding_invariance
 
+SHIPPED_CONFIGS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
 CASES = [("light_sernet", 40), ("cnn_attn_baseline", 400), ("cnn_asp", 64)]
 
 
@@ -45,8 +50,23 @@ def test_registry_errors_are_clear():
         models.build("light_sernet", input_dim=40, num_classes=2, wrong=1)
 
 
-def test_models_cli_lists_papers():
-    from tests.conftest import run_sertk
+def test_models_cli_lists_every_model_with_its_paper():
+    out = run_sertk("models", "list").stdout.splitlines()
+    for entry in models.MODELS.entries():
+        line = next((ln for ln in out if ln.split()[:1] == [entry.name]), None)
+        assert line is not None, f"{entry.name} missing from `sertk models list`"
+        assert entry.paper and f"[{entry.paper}]" in line, line
 
-    out = run_sertk("models", "list").stdout
-    assert "light_sernet" in out and "Aftab" in out and "Ando" in out
+
+@pytest.mark.parametrize("config", SHIPPED_CONFIGS)
+def test_every_shipped_config_has_params_and_mflops(config):
+    res = info(config)
+    print(f"{config}: {res['params']:,} params, {res['mflops']:.1f} MFLOPs / 3 s {res['input']}")
+    assert res["params"] > 0 and res["mflops"] > 0
+    assert res["model"] in models.MODELS
+
+
+def test_models_info_cli_prints_params_and_mflops():
+    out = run_sertk("models", "info", "compact_gcn").stdout
+    assert re.fullmatch(r"compact_gcn: [\d,]+ parameters, [\d.]+ MFLOPs for 3 s of audio "
+                        r"\(input \d+ x \d+ from \S+\.yaml, \d+ classes\)\n", out), out

@@ -41,15 +41,6 @@ def test_forward_backward_and_padding_invariance(case):
     check_padding_invariance(net, x, lengths, extra_frames=7)  # padded to 20 frames
 
 
-@pytest.mark.parametrize("name", ["hnsd", "att_lstm", "ar_gru"])
-def test_info_params_and_mflops(name):
-    from sertk.models.info import info
-
-    res = info(name)
-    print(name, res["params"], f"{res['mflops']:.1f} MFLOPs", res["input"])
-    assert res["params"] > 0 and res["mflops"] > 0
-
-
 def test_reverse_padded_and_bidirectional_scan():
     x = torch.arange(12.0).view(2, 6, 1)
     lengths = torch.tensor([6, 3])
