@@ -120,6 +120,18 @@ def test_ravdess_leave_one_actor_out_with_trimming(tmp_path):
     assert (data / "all" / "segments").is_file() and validate(data / "all") == []
 
 
+def test_readme_models_table_matches_results_md(tmp_path):
+    """The README's zoo table is RESULTS.md's (with full paper names): they may not drift."""
+    readme = tmp_path / "README.md"
+    readme.write_text((REPO / "README.md").read_text())
+    bash(f". ./path.sh && local/zoo_table.py --readme {readme}", RAVDESS_RECIPE)
+    assert readme.read_text() == (REPO / "README.md").read_text()
+    rows = [ln for ln in readme.read_text().splitlines() if ln.startswith("| `")]
+    configs = {re.match(r"\| `([^`]+)`", ln).group(1) for ln in rows}
+    assert configs == {p.stem for p in (REPO / "conf" / "model").glob("*.yaml")}
+    assert all(ln.endswith("` |") for ln in rows), "every row names its command"
+
+
 @pytest.mark.skipif(not REAL_RAVDESS.is_dir(), reason="real RAVDESS corpus not available")
 def test_real_ravdess_data_preparation(tmp_path):
     proc = bash(f". ./path.sh && python local/prepare_ravdess.py {REAL_RAVDESS} "

@@ -12,8 +12,8 @@ EXPDIR/TAG/RESULTS.md. When the trained model differs from the config (``--overr
 size), the UA cell says so with the trained model's parameters and MFLOPs (from
 EXPDIR/TAG/<fold>/config.yaml). Rows of configs not named are kept as they are; a config
 without a row gets one (rows sorted by config). RESULTS.md's table (``<!-- zoo table -->``)
-has the command and the paper's first author; the README's (``<!-- models table -->``) the
-full paper reference and no command.
+has the paper's first author; the README's (``<!-- models table -->``) is rewritten from it
+with the full paper reference, so the two never disagree (``--readme`` alone just syncs).
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from pathlib import Path
 from collect_results import command_of, results  # local/collect_results.py (same dir)
 
 from sertk.models import MODELS
-from sertk.models.info import info
+from sertk.models.info import info, model_config
 
 RESULTS_TABLE = ("zoo table", ["| config | paper | parameters | MFLOPs / 3 s | UA % fold 1 | "
                                  "UA % 6 folds | command |", "|---|---|---|---|---|---|---|"])
 README_TABLE = ("models table", ["| config | paper | parameters (8 classes) | MFLOPs / 3 s | "
-                                 "RAVDESS UA % fold 1 | RAVDESS UA % 6 folds |",
-                                 "|---|---|---|---|---|---|"])
+                                 "RAVDESS UA % fold 1 | RAVDESS UA % 6 folds | "
+                                 "command (in egs/ravdess/ser1) |",
+                                 "|---|---|---|---|---|---|---|"])
 
 
 def cells(config: str, exp: Path, fold: str) -> dict[str, str]:
@@ -53,33 +54,50 @@ def cells(config: str, exp: Path, fold: str) -> dict[str, str]:
             "ua6": six, "command": f"`{cmd}`" if cmd else ""}
 
 
-def update(path: Path, table_kind: tuple[str, list[str]], rows: dict[str, dict[str, str]]
-           ) -> None:
-    """Replace the rows of ``rows``' configs in the table between the markers of ``path``."""
-    marker, header = table_kind
+def table_rows(path: Path, marker: str) -> tuple[str, dict[str, str], str]:
+    """Text before the table, its rows keyed by config, and the text after it."""
     start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
     text = path.read_text()
     i, j = text.index(start) + len(start), text.index(end)
-    old = [ln for ln in text[i:j].strip().splitlines() if ln.startswith("| `")]
-    table = {re.match(r"\| `([^`]+)`", ln).group(1): ln for ln in old}
+    rows = [ln for ln in text[i:j].strip().splitlines() if ln.startswith("| `")]
+    return text[:i], {re.match(r"\| `([^`]+)`", ln).group(1): ln for ln in rows}, text[j:]
+
+
+def write_table(path: Path, table_kind: tuple[str, list[str]], rows: dict[str, str]) -> None:
+    head, _, tail = table_rows(path, table_kind[0])
+    body = "\n".join(table_kind[1] + [rows[k] for k in sorted(rows)])
+    path.write_text(head + "\n" + body + "\n" + tail)
+
+
+def update_results(path: Path, rows: dict[str, dict[str, str]]) -> None:
+    """Replace the rows of ``rows``' configs in RESULTS.md's zoo table; keep the others."""
+    _, table, _ = table_rows(path, RESULTS_TABLE[0])
     for config, c in rows.items():
-        if marker == "zoo table":
-            cols = [c["config"], c["paper"].split(",")[0], c["params"], c["mflops"], c["ua1"],
-                    c["ua6"], c["command"]]
-        else:
-            cols = [c["config"], c["paper"], c["params"], c["mflops"], c["ua1"], c["ua6"]]
+        cols = [c["config"], c["paper"].split(",")[0], c["params"], c["mflops"], c["ua1"],
+                c["ua6"], c["command"]]
         table[config] = "| " + " | ".join(cols) + " |"
-    body = "\n".join(header + [table[k] for k in sorted(table)])
-    path.write_text(text[:i] + "\n" + body + "\n" + text[j:])
+    write_table(path, RESULTS_TABLE, table)
+
+
+def sync_readme(readme: Path, results_md: Path) -> None:
+    """README's models table = RESULTS.md's zoo table with the full paper reference."""
+    _, table, _ = table_rows(results_md, RESULTS_TABLE[0])
+    out = {}
+    for config, line in table.items():
+        cols = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        cols[1] = MODELS.get(model_config(config)[0]["model"]["name"]).paper
+        out[config] = "| " + " | ".join(cols) + " |"
+    write_table(readme, README_TABLE, out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--expdir", type=Path, default=Path("exp"))
     ap.add_argument("--fold", default="fold1")
-    ap.add_argument("--results", type=Path, help="RESULTS.md to update")
+    ap.add_argument("--results", type=Path, default=Path("RESULTS.md"),
+                    help="RESULTS.md whose zoo table the CONFIG=TAG rows update")
     ap.add_argument("--readme", type=Path, help="README.md to update")
-    ap.add_argument("pairs", nargs="+", metavar="CONFIG=TAG")
+    ap.add_argument("pairs", nargs="*", metavar="CONFIG=TAG")
     args = ap.parse_args()
     rows = {}
     for pair in args.pairs:
@@ -88,10 +106,10 @@ def main() -> None:
             raise SystemExit(f"zoo_table.py: expected CONFIG=TAG, got {pair!r}")
         rows[config] = cells(config, args.expdir / tag, args.fold)
         print(" | ".join(rows[config].values()))
-    if args.results:
-        update(args.results, RESULTS_TABLE, rows)
+    if rows:
+        update_results(args.results, rows)
     if args.readme:
-        update(args.readme, README_TABLE, rows)
+        sync_readme(args.readme, args.results)
 
 
 if __name__ == "__main__":
