@@ -132,6 +132,24 @@ def test_readme_models_table_matches_results_md(tmp_path):
     assert all(ln.endswith("` |") for ln in rows), "every row names its command"
 
 
+def test_zoo_table_adds_six_folds_to_a_selected_row(tmp_path):
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text((RAVDESS_RECIPE / "RESULTS.md").read_text())
+    exp = tmp_path / "exp" / "m6"
+    (exp / "decode_test").mkdir(parents=True)
+    (exp / "decode_test" / "results.json").write_text(
+        '{"num_folds": 6, "UA": {"mean": 0.4512, "std": 0.0345, "folds": [0.45]}}')
+    (exp / "RESULTS.md").write_text("# m6\n\nCommand:\n\n    ./run.sh --tag m6\n")
+    bash(f". ./path.sh && local/zoo_table.py --expdir {tmp_path / 'exp'} --results {results_md}"
+         " compact_gcn=+m6", RAVDESS_RECIPE)
+    row = next(ln for ln in results_md.read_text().splitlines() if ln.startswith("| `compact_gcn`"))
+    old = next(ln for ln in (RAVDESS_RECIPE / "RESULTS.md").read_text().splitlines()
+               if ln.startswith("| `compact_gcn`"))
+    assert row.split(" | ")[:5] == old.split(" | ")[:5]  # fold-1 cell and the rest kept
+    assert " | 45.12 ± 3.45 | fold 1: `./run.sh --folds fold1 " in row
+    assert row.endswith("; 6 folds: `./run.sh --tag m6` |")
+
+
 @pytest.mark.skipif(not REAL_RAVDESS.is_dir(), reason="real RAVDESS corpus not available")
 def test_real_ravdess_data_preparation(tmp_path):
     proc = bash(f". ./path.sh && python local/prepare_ravdess.py {REAL_RAVDESS} "

@@ -2,7 +2,7 @@
 """Update the model-zoo table (between ``<!-- zoo table -->`` markers) from experiment dirs.
 
     local/zoo_table.py [--expdir exp] [--fold fold1] [--results RESULTS.md] \
-        [--readme ../../../README.md] CONFIG=TAG [CONFIG=TAG ...]
+        [--readme ../../../README.md] CONFIG=TAG|CONFIG=+TAG ...
 
 For each ``CONFIG=TAG`` (CONFIG a ``conf/model/<id>.yaml`` stem) the row of CONFIG gets:
 parameters and MFLOPs for 3 s of audio of the config (``sertk models table``); the UA of
@@ -10,8 +10,10 @@ EXPDIR/TAG/<fold>/decode_test/results.json; the 6-fold UA mean ± std of
 EXPDIR/TAG/decode_test/results.json when that aggregates 6 folds; and the command quoted in
 EXPDIR/TAG/RESULTS.md. When the trained model differs from the config (``--override`` of its
 size), the UA cell says so with the trained model's parameters and MFLOPs (from
-EXPDIR/TAG/<fold>/config.yaml). Rows of configs not named are kept as they are; a config
-without a row gets one (rows sorted by config). RESULTS.md's table (``<!-- zoo table -->``)
+EXPDIR/TAG/<fold>/config.yaml). ``CONFIG=+TAG`` keeps the row's fold-1 cell and command
+(the run the model was selected on) and fills in the 6-fold cell from TAG, whose command is
+added as "6 folds: ...". Rows of configs not named are kept as they are; a config without a
+row gets one (rows sorted by config). RESULTS.md's table (``<!-- zoo table -->``)
 has the paper's first author; the README's (``<!-- models table -->``) is rewritten from it
 with the full paper reference, so the two never disagree (``--readme`` alone just syncs).
 """
@@ -35,6 +37,16 @@ README_TABLE = ("models table", ["| config | paper | parameters (8 classes) | MF
                                  "|---|---|---|---|---|---|---|"])
 
 
+def six_folds(exp: Path) -> str:
+    """UA mean ± std of EXP's fold aggregation if it covers 6 folds, else ''."""
+    if not (exp / "decode_test" / "results.json").is_file():
+        return ""
+    agg = results(exp)
+    if agg.get("num_folds") != 6:
+        return ""
+    return f"{100 * agg['UA']['mean']:.2f} ± {100 * agg['UA']['std']:.2f}"
+
+
 def cells(config: str, exp: Path, fold: str) -> dict[str, str]:
     ref = info(config, 3.0, 8)
     ua1 = f"{100 * results(exp / fold)['UA']:.2f}"
@@ -43,11 +55,7 @@ def cells(config: str, exp: Path, fold: str) -> dict[str, str]:
         run = info(str(trained_cfg), 3.0, 8)
         if run["params"] != ref["params"]:
             ua1 += f" (trained variant: {run['params']:,} parameters, {run['mflops']:.1f} MFLOPs)"
-    six = "—"
-    if (exp / "decode_test" / "results.json").is_file():
-        agg = results(exp)
-        if agg.get("num_folds") == 6:
-            six = f"{100 * agg['UA']['mean']:.2f} ± {100 * agg['UA']['std']:.2f}"
+    six = six_folds(exp) or "—"
     cmd = command_of(exp)
     return {"config": f"`{config}`", "paper": MODELS.get(ref["model"]).paper,
             "params": f"{ref['params']:,}", "mflops": f"{ref['mflops']:.1f}", "ua1": ua1,
@@ -73,10 +81,22 @@ def update_results(path: Path, rows: dict[str, dict[str, str]]) -> None:
     """Replace the rows of ``rows``' configs in RESULTS.md's zoo table; keep the others."""
     _, table, _ = table_rows(path, RESULTS_TABLE[0])
     for config, c in rows.items():
-        cols = [c["config"], c["paper"].split(",")[0], c["params"], c["mflops"], c["ua1"],
-                c["ua6"], c["command"]]
+        if "six_only" in c:
+            if config not in table:
+                raise SystemExit(f"zoo_table.py: {config}=+TAG needs an existing row of {config}")
+            cols = split_row(table[config])
+            cols[5] = c["ua6"]
+            cols[6] = f"fold 1: {cols[6].removeprefix('fold 1: ').split('; 6 folds:')[0]}; " \
+                      f"6 folds: {c['command']}"
+        else:
+            cols = [c["config"], c["paper"].split(",")[0], c["params"], c["mflops"], c["ua1"],
+                    c["ua6"], c["command"]]
         table[config] = "| " + " | ".join(cols) + " |"
     write_table(path, RESULTS_TABLE, table)
+
+
+def split_row(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split(" | ")]
 
 
 def sync_readme(readme: Path, results_md: Path) -> None:
@@ -84,7 +104,7 @@ def sync_readme(readme: Path, results_md: Path) -> None:
     _, table, _ = table_rows(results_md, RESULTS_TABLE[0])
     out = {}
     for config, line in table.items():
-        cols = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        cols = split_row(line)
         cols[1] = MODELS.get(model_config(config)[0]["model"]["name"]).paper
         out[config] = "| " + " | ".join(cols) + " |"
     write_table(readme, README_TABLE, out)
@@ -104,7 +124,15 @@ def main() -> None:
         config, _, tag = pair.partition("=")
         if not tag:
             raise SystemExit(f"zoo_table.py: expected CONFIG=TAG, got {pair!r}")
-        rows[config] = cells(config, args.expdir / tag, args.fold)
+        if tag.startswith("+"):
+            exp = args.expdir / tag[1:]
+            six = six_folds(exp)
+            if not six:
+                raise SystemExit(f"zoo_table.py: {exp} has no 6-fold aggregation")
+            cmd = command_of(exp)
+            rows[config] = {"six_only": "1", "ua6": six, "command": f"`{cmd}`" if cmd else ""}
+        else:
+            rows[config] = cells(config, args.expdir / tag, args.fold)
         print(" | ".join(rows[config].values()))
     if rows:
         update_results(args.results, rows)
