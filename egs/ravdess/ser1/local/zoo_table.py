@@ -47,7 +47,13 @@ def six_folds(exp: Path) -> str:
     return f"{100 * agg['UA']['mean']:.2f} ± {100 * agg['UA']['std']:.2f}"
 
 
-def cells(config: str, exp: Path, fold: str) -> dict[str, str]:
+def quoted_command(exp: Path) -> str:
+    cmd = command_of(exp)
+    return f"`{cmd}`" if cmd else ""
+
+
+def run_columns(config: str, exp: Path, fold: str) -> list[str]:
+    """RESULTS.md zoo-table columns of CONFIG from the run EXP."""
     ref = info(config, 3.0, 8)
     ua1 = f"{100 * results(exp / fold)['UA']:.2f}"
     trained_cfg = exp / fold / "config.yaml"
@@ -55,59 +61,42 @@ def cells(config: str, exp: Path, fold: str) -> dict[str, str]:
         run = info(str(trained_cfg), 3.0, 8)
         if run["params"] != ref["params"]:
             ua1 += f" (trained variant: {run['params']:,} parameters, {run['mflops']:.1f} MFLOPs)"
-    six = six_folds(exp) or "—"
-    cmd = command_of(exp)
-    return {"config": f"`{config}`", "paper": MODELS.get(ref["model"]).paper,
-            "params": f"{ref['params']:,}", "mflops": f"{ref['mflops']:.1f}", "ua1": ua1,
-            "ua6": six, "command": f"`{cmd}`" if cmd else ""}
+    return [f"`{config}`", MODELS.get(ref["model"]).paper.split(",")[0], f"{ref['params']:,}",
+            f"{ref['mflops']:.1f}", ua1, six_folds(exp) or "—", quoted_command(exp)]
 
 
-def table_rows(path: Path, marker: str) -> tuple[str, dict[str, str], str]:
-    """Text before the table, its rows keyed by config, and the text after it."""
+def with_six_folds(columns: list[str], exp: Path) -> list[str]:
+    """An existing row's columns with the 6-fold cell and command of EXP added."""
+    six = six_folds(exp)
+    if not six:
+        raise SystemExit(f"zoo_table.py: {exp} has no 6-fold aggregation")
+    fold1_cmd = columns[6].removeprefix("fold 1: ").split("; 6 folds:")[0]
+    return columns[:5] + [six, f"fold 1: {fold1_cmd}; 6 folds: {quoted_command(exp)}"]
+
+
+def read_table(path: Path, marker: str) -> tuple[str, dict[str, list[str]], str]:
+    """Text before the table, its rows' columns keyed by config, and the text after it."""
     start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
     text = path.read_text()
     i, j = text.index(start) + len(start), text.index(end)
     rows = [ln for ln in text[i:j].strip().splitlines() if ln.startswith("| `")]
-    return text[:i], {re.match(r"\| `([^`]+)`", ln).group(1): ln for ln in rows}, text[j:]
+    columns = [[c.strip() for c in ln.strip().strip("|").split(" | ")] for ln in rows]
+    return text[:i], {re.match(r"`([^`]+)`", c[0]).group(1): c for c in columns}, text[j:]
 
 
-def write_table(path: Path, table_kind: tuple[str, list[str]], rows: dict[str, str]) -> None:
-    head, _, tail = table_rows(path, table_kind[0])
-    body = "\n".join(table_kind[1] + [rows[k] for k in sorted(rows)])
-    path.write_text(head + "\n" + body + "\n" + tail)
-
-
-def update_results(path: Path, rows: dict[str, dict[str, str]]) -> None:
-    """Replace the rows of ``rows``' configs in RESULTS.md's zoo table; keep the others."""
-    _, table, _ = table_rows(path, RESULTS_TABLE[0])
-    for config, c in rows.items():
-        if "six_only" in c:
-            if config not in table:
-                raise SystemExit(f"zoo_table.py: {config}=+TAG needs an existing row of {config}")
-            cols = split_row(table[config])
-            cols[5] = c["ua6"]
-            cols[6] = f"fold 1: {cols[6].removeprefix('fold 1: ').split('; 6 folds:')[0]}; " \
-                      f"6 folds: {c['command']}"
-        else:
-            cols = [c["config"], c["paper"].split(",")[0], c["params"], c["mflops"], c["ua1"],
-                    c["ua6"], c["command"]]
-        table[config] = "| " + " | ".join(cols) + " |"
-    write_table(path, RESULTS_TABLE, table)
-
-
-def split_row(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split(" | ")]
+def write_table(path: Path, head: str, header: list[str], rows: dict[str, list[str]],
+                tail: str) -> None:
+    body = header + ["| " + " | ".join(rows[k]) + " |" for k in sorted(rows)]
+    path.write_text(head + "\n" + "\n".join(body) + "\n" + tail)
 
 
 def sync_readme(readme: Path, results_md: Path) -> None:
     """README's models table = RESULTS.md's zoo table with the full paper reference."""
-    _, table, _ = table_rows(results_md, RESULTS_TABLE[0])
-    out = {}
-    for config, line in table.items():
-        cols = split_row(line)
+    _, table, _ = read_table(results_md, RESULTS_TABLE[0])
+    head, _, tail = read_table(readme, README_TABLE[0])
+    for config, cols in table.items():
         cols[1] = MODELS.get(model_config(config)[0]["model"]["name"]).paper
-        out[config] = "| " + " | ".join(cols) + " |"
-    write_table(readme, README_TABLE, out)
+    write_table(readme, head, README_TABLE[1], table, tail)
 
 
 def main() -> None:
@@ -119,23 +108,20 @@ def main() -> None:
     ap.add_argument("--readme", type=Path, help="README.md to update")
     ap.add_argument("pairs", nargs="*", metavar="CONFIG=TAG")
     args = ap.parse_args()
-    rows = {}
-    for pair in args.pairs:
-        config, _, tag = pair.partition("=")
-        if not tag:
-            raise SystemExit(f"zoo_table.py: expected CONFIG=TAG, got {pair!r}")
-        if tag.startswith("+"):
-            exp = args.expdir / tag[1:]
-            six = six_folds(exp)
-            if not six:
-                raise SystemExit(f"zoo_table.py: {exp} has no 6-fold aggregation")
-            cmd = command_of(exp)
-            rows[config] = {"six_only": "1", "ua6": six, "command": f"`{cmd}`" if cmd else ""}
-        else:
-            rows[config] = cells(config, args.expdir / tag, args.fold)
-        print(" | ".join(rows[config].values()))
-    if rows:
-        update_results(args.results, rows)
+    if args.pairs:
+        head, table, tail = read_table(args.results, RESULTS_TABLE[0])
+        for pair in args.pairs:
+            config, _, tag = pair.partition("=")
+            if not tag:
+                raise SystemExit(f"zoo_table.py: expected CONFIG=TAG, got {pair!r}")
+            if tag.startswith("+"):
+                if config not in table:
+                    raise SystemExit(f"zoo_table.py: {pair} needs an existing row of {config}")
+                table[config] = with_six_folds(table[config], args.expdir / tag[1:])
+            else:
+                table[config] = run_columns(config, args.expdir / tag, args.fold)
+            print(" | ".join(table[config]))
+        write_table(args.results, head, RESULTS_TABLE[1], table, tail)
     if args.readme:
         sync_readme(args.readme, args.results)
 
