@@ -36,7 +36,11 @@ class FeatsDataset(torch.utils.data.Dataset):
 
     Training views (all optional):
 
-    * ``crop_frames``: a random window of at most that many frames per item;
+    * ``crop_frames``: a random window of at most that many frames per item; with
+      ``crop_pad: repeat`` a shorter item is tiled (repeated from its start) to exactly
+      ``crop_frames``, so every training item has the same length and batches need no
+      padding mask (the layers' fast paths); ``crop_pad: mask`` keeps it short (padded in
+      the batch, masked);
     * ``segment = (length, shift)``: every utterance becomes its overlapping windows, each an
       item with the utterance's label (segment-level training);
     * ``repeat``: each item appears ``repeat`` times per epoch (copies for random
@@ -45,7 +49,10 @@ class FeatsDataset(torch.utils.data.Dataset):
 
     def __init__(self, dump_dir: str | Path, labels: list[str] | None,
                  require_labels: bool = True, crop_frames: int | None = None,
-                 seed: int = 0, segment: tuple[int, int] | None = None, repeat: int = 1):
+                 seed: int = 0, segment: tuple[int, int] | None = None, repeat: int = 1,
+                 crop_pad: str = "mask"):
+        if crop_pad not in ("mask", "repeat"):
+            raise DataError(f"crop_pad must be mask or repeat, got {crop_pad!r}")
         self.dir = DataDir(dump_dir)
         if not self.dir.has("feats.scp"):
             raise DataError(f"{self.dir.path}: feats.scp is missing (run `sertk feats dump`)")
@@ -70,6 +77,7 @@ class FeatsDataset(torch.utils.data.Dataset):
         else:
             self.lengths = [self.load(i).shape[0] for i in range(len(self.keys))]
         self.crop_frames = crop_frames
+        self.crop_pad = crop_pad
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         # items: (utterance index, start, end); end None = whole utterance
@@ -104,6 +112,8 @@ class FeatsDataset(torch.utils.data.Dataset):
         if frames and mat.shape[0] > frames:
             start = int(self.rng.integers(0, mat.shape[0] - frames + 1))
             mat = mat[start:start + frames]
+        elif frames and self.crop_pad == "repeat" and 0 < mat.shape[0] < frames:
+            mat = np.tile(mat, (-(-frames // mat.shape[0]), 1))[:frames]
         return mat
 
     def __getitem__(self, j: int) -> tuple[str, torch.Tensor, int]:
@@ -117,7 +127,10 @@ class FeatsDataset(torch.utils.data.Dataset):
     def effective_length(self, j: int) -> int:
         i, start, end = self.items[j]
         n = (end - start) if end is not None else self.lengths[i]
-        return min(n, self.crop_frames) if self.crop_frames else n
+        if not self.crop_frames:
+            return n
+        return self.crop_frames if self.crop_pad == "repeat" and n > 0 else min(n,
+                                                                                self.crop_frames)
 
     def indices_by_label(self) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {}

@@ -1,8 +1,12 @@
-"""Length-bucketed batch sampling, DDP-aware.
+"""Batch sampling, uniformly shuffled or length-bucketed, DDP-aware.
 
-Utterances of similar length share a batch so little is padded. In training, indices are
-shuffled, cut into pools of ``bucket_pools`` batches, sorted by length within a pool, batched,
-and the batches shuffled again (seeded by ``seed + epoch``). Under DDP each rank takes every
+In training, indices are shuffled (seeded by ``seed + epoch``) and batched in that order
+(``bucket_pools: 0``), or cut into pools of ``bucket_pools`` batches, sorted by length within a
+pool, batched, and the batches shuffled again, so that utterances of similar length share a
+batch and little is padded. Length bucketing saves time on long, varied utterances, but where
+duration correlates with the class (acted emotion) a large pool gives nearly the same
+length-homogeneous, class-skewed batches every epoch. Without shuffling (evaluation) batches
+are always sorted by length. Under DDP each rank takes every
 ``world_size``-th batch; the batch list is padded by repeating batches from its start so that
 every rank runs the same number of steps (the padding is logged, nothing is dropped).
 """
@@ -58,6 +62,8 @@ class BucketBatchSampler:
             return self._batches_of(sorted(idx, key=lambda i: self.lengths[i]))
         rng = random.Random(self.seed + self.epoch)
         rng.shuffle(idx)
+        if self.bucket_pools <= 0:
+            return self._batches_of(idx)
         pool = self.batch_size * self.bucket_pools
         batches: list[list[int]] = []
         for start in range(0, len(idx), pool):

@@ -4,8 +4,10 @@ Blocks of ``convs_per_block`` padding-aware 3x3 Conv-BN-ReLU layers (optionally 
 squeeze-and-excitation) each followed by 2x2 max pooling; the frequency axis is then averaged
 (or flattened, ``freq_pool: flatten``), attentive statistics pooling (Okabe et al. 2018) gives
 mean and standard deviation over real frames, and an FC embedding with dropout feeds the
-classifier. The issue-5 calibration baseline is 4 blocks of 32-64-128-128 channels on 64
-log-mel. Not from a paper: every value is a config choice (``conf/model/cnn_asp.yaml``).
+classifier (``embed_dim: 0``: dropout and a linear classifier on the pooled statistics;
+``att_hidden: 0``: attention weights from one linear layer). The issue-5 calibration baseline
+is 4 blocks of 32-64-128-128 channels on 64 log-mel. Not from a paper: every value is a
+config choice (``conf/model/cnn_asp.yaml``).
 """
 
 from __future__ import annotations
@@ -87,9 +89,12 @@ class CnnASP(nn.Module):
         dim = in_ch * (freq if freq_pool == "flatten" else 1)
         self.pool = AttentiveStatsPooling(dim, att_hidden) if pooling == "attentive" \
             else StatsPooling()
-        self.embed = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * dim, embed_dim),
-                                   nn.ReLU(), nn.Dropout(dropout))
-        self.out = nn.Linear(embed_dim, num_classes)
+        if embed_dim > 0:
+            self.embed = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * dim, embed_dim),
+                                       nn.ReLU(), nn.Dropout(dropout))
+        else:
+            self.embed = nn.Dropout(dropout)
+        self.out = nn.Linear(embed_dim if embed_dim > 0 else 2 * dim, num_classes)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = lengths_to_mask(lengths, feats.shape[1])

@@ -66,11 +66,13 @@ class StatsPooling(nn.Module):
 
 class AttentiveStatsPooling(nn.Module):
     """Attentive statistics pooling (Okabe et al., Interspeech 2018): frame weights from a
-    small MLP, weighted mean and standard deviation -> ``[B, 2D]``."""
+    small MLP (``hidden`` units; 0: one linear layer), weighted mean and standard deviation
+    -> ``[B, 2D]``."""
 
     def __init__(self, dim: int, hidden: int = 128):
         super().__init__()
-        self.att = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.att = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1)) \
+            if hidden > 0 else nn.Linear(dim, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         w = self.att(x).squeeze(-1).masked_fill(~mask, float("-inf"))
