@@ -113,12 +113,16 @@ def folds(data_dir: Path, out_dir: Path,
 
 @app.command()
 def synth(wav_dir: Path, data_dir: Path, speakers: int = typer.Option(10),
-          utts_per_emotion: int = typer.Option(5), seed: int = typer.Option(0)) -> None:
+          utts_per_emotion: int = typer.Option(5), seed: int = typer.Option(0),
+          min_dur: float = typer.Option(1.5, help="shortest utterance (s)"),
+          max_dur: float = typer.Option(2.5, help="longest utterance (s)")) -> None:
     """Synthesise the small emotional corpus of the mini recipe (sertk.data.synth)."""
     from sertk.data.synth import make_corpus
 
+    if not 0 < min_dur <= max_dur:
+        raise DataError(f"need 0 < --min-dur <= --max-dur, got {min_dur} and {max_dur}")
     make_corpus(wav_dir, data_dir, num_speakers=speakers, utts_per_emotion=utts_per_emotion,
-                seed=seed)
+                seed=seed, duration=(min_dur, max_dur))
     typer.echo(f"{data_dir}: synthetic corpus written (audio under {wav_dir})")
 
 

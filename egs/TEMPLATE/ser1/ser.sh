@@ -8,7 +8,9 @@
 #      DATADIR/folds/<fold>/{train,dev,test} (Kaldi data dirs); all are validated
 #   2  feature dump of DATADIR/all to DUMPDIR/<feats>/all (ark/scp), split per fold,
 #      global CMVN statistics from each fold's train set
-#   3  training per fold: EXPDIR/<tag>/<fold> (torchrun DDP when --ngpu > 1 or --nproc > 1)
+#   3  training per fold: EXPDIR/<tag>/<fold> (torchrun DDP when --ngpu > 1 or --nproc > 1), on
+#      the fold's train set, or on train + dev with --train_on_dev true (a fixed epoch budget:
+#      the training config's train.select must then be last or average)
 #   4  inference on each fold's test set + scoring (results.json, confusion.{txt,png}),
 #      aggregation over folds into EXPDIR/<tag>/RESULTS.md
 #   5  packing: EXPDIR/<tag>/<fold>/model.zip for `sertk infer`
@@ -23,6 +25,7 @@ stop_stage=5            # last stage to run
 nj=4                    # parallel jobs for the feature dump
 ngpu=0                  # GPUs for training; > 1 runs torchrun with NCCL
 nproc=1                 # CPU training processes when ngpu = 0; > 1 runs torchrun with gloo
+fold_jobs=1             # folds trained side by side (CPU threads shared equally)
 folds=""                # folds to run (default: every DATADIR/folds/*)
 feats_config=conf/feats/fbank80.yaml
 train_config=conf/model/light_sernet.yaml
@@ -32,6 +35,7 @@ noise_snrs="0 5 10"     # SNRs (dB) of the noisy copies, one copy per SNR
 rir_data=""             # data dir of room impulse responses: one reverberated copy
 cmvn_type=global        # global (per fold, in the model) or speaker (per-speaker CMVN of all
                         # sets first, using each speaker's own unlabelled audio)
+train_on_dev=false      # true: train on train + dev (dev then only monitors training data)
 train_args=""           # extra `sertk train` arguments, e.g. "--override train.epochs=5"
 tag=""                  # experiment tag (default: <train config>_<feats config>)
 local_data_opts=""      # options for local/data.sh
@@ -47,9 +51,11 @@ help_message="Usage: $0 [options]
   --folds 'fold1 fold2'        folds to run (default: all under \$datadir/folds)
   --nj N                       feature dump jobs (default $nj)
   --ngpu N | --nproc N         DDP training on N GPUs / N CPU processes
+  --fold_jobs N                folds trained side by side (e.g. 2 on a 2-core CPU)
   --feats_config FILE          feature config (default $feats_config)
   --train_config FILE          model + training config (default $train_config)
   --train_args 'ARGS'          extra sertk train arguments
+  --train_on_dev true|false    train on the fold's train + dev speakers (fixed epoch budget)
   --speed_perturb '0.9 1.1'    speed-perturbed copies of the training sets (Kaldi style)
   --noise_data DIR [--noise_snrs '0 5 10']  noisy copies (noise data dir, MUSAN layout)
   --rir_data DIR               reverberated copies (data dir of room impulse responses)
@@ -79,6 +85,10 @@ rir_set=all_reverb$(basename "${rir_data:-none}")
 [ -n "$noise_data" ] && fdump=${fdump}_${noise_set#all_}
 [ -n "$rir_data" ] && fdump=${fdump}_${rir_set#all_}
 case $cmvn_type in global|speaker) ;; *) log "--cmvn_type must be global or speaker"; exit 1;; esac
+case $train_on_dev in
+  true) train_name=train_dev ;; false) train_name=train ;;
+  *) log "--train_on_dev must be true or false"; exit 1 ;;
+esac
 exp_root=$expdir/$tag
 progress_flag=--progress; $progress || progress_flag=--no-progress
 
@@ -144,58 +154,80 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
       sertk data subset "$normdump/all" "$fdump/$f/$s" \
         --utt-list "$datadir/folds/$f/$s/utt2spk" >/dev/null
     done
+    tr=$fdump/$f/$train_name
+    if $train_on_dev; then
+      sertk data combine "$tr" "$fdump/$f/train" "$fdump/$f/dev" >/dev/null
+      cp "$normdump/all/feat_dim" "$normdump/all/feats.yaml" "$tr/"
+    fi
     if [ ${#aug_sets[@]} -gt 0 ]; then
-      parts=("$fdump/$f/train_orig")
-      rm -rf "$fdump/$f/train_orig"; mv "$fdump/$f/train" "$fdump/$f/train_orig"
+      parts=("${tr}_orig")
+      rm -rf "${tr}_orig"; mv "$tr" "${tr}_orig"
       for set in "${aug_sets[@]}"; do
         awk 'NR == FNR { train[$1] = 1; next } { u = $1; sub(/^[^-]*-/, "", u) }
-             u in train { print $1 }' "$datadir/folds/$f/train/utt2spk" \
-          "$normdump/$set/utt2spk" > "$fdump/$f/train_$set.list"
-        sertk data subset "$normdump/$set" "$fdump/$f/train_$set" \
-          --utt-list "$fdump/$f/train_$set.list" >/dev/null
-        parts+=("$fdump/$f/train_$set")
+             u in train { print $1 }' "${tr}_orig/utt2spk" \
+          "$normdump/$set/utt2spk" > "${tr}_$set.list"
+        sertk data subset "$normdump/$set" "${tr}_$set" --utt-list "${tr}_$set.list" >/dev/null
+        parts+=("${tr}_$set")
       done
-      sertk data combine "$fdump/$f/train" "${parts[@]}" >/dev/null
-      cp "$normdump/all/feat_dim" "$normdump/all/feats.yaml" "$fdump/$f/train/"
+      sertk data combine "$tr" "${parts[@]}" >/dev/null
+      cp "$normdump/all/feat_dim" "$normdump/all/feats.yaml" "$tr/"
       rm -rf "${parts[@]}"
     fi
-    sertk feats cmvn "$fdump/$f/train" >/dev/null
+    sertk feats cmvn "$tr" >/dev/null
   done
   first=$(list_folds | cut -d' ' -f1)
   log "stage 2 done: $(wc -l < "$normdump/all/feats.scp") utterances in $normdump/all;" \
-    "$first train set: $(wc -l < "$fdump/$first/train/feats.scp") utterances"
+    "$first $train_name set: $(wc -l < "$fdump/$first/$train_name/feats.scp") utterances"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  for f in $(list_folds); do
-    exp=$exp_root/$f
-    if [ -f "$exp/.done" ]; then
-      log "stage 3: $exp already trained (delete $exp/.done to train again)"; continue
-    fi
+  launcher="sertk"
+  if [ "$ngpu" -gt 1 ]; then
+    launcher="torchrun --nproc_per_node $ngpu -m sertk.cli.main"
+  elif [ "$ngpu" -eq 0 ] && [ "$nproc" -gt 1 ]; then
+    launcher="torchrun --nproc_per_node $nproc -m sertk.cli.main"
+  fi
+  dev_opt=""
+  if [ -n "$device" ]; then dev_opt="--device $device"; elif [ "$ngpu" -eq 0 ]; then
+    dev_opt="--device cpu"; fi
+  train_fold() {  # train_fold FOLD: one fold's training (resumed when interrupted)
+    local f=$1 exp=$exp_root/$1 resume="" start=$SECONDS prev
     mkdir -p "$exp/logs"
-    launcher="sertk"
-    if [ "$ngpu" -gt 1 ]; then
-      launcher="torchrun --nproc_per_node $ngpu -m sertk.cli.main"
-    elif [ "$ngpu" -eq 0 ] && [ "$nproc" -gt 1 ]; then
-      launcher="torchrun --nproc_per_node $nproc -m sertk.cli.main"
-    fi
-    dev_opt=""
-    if [ -n "$device" ]; then dev_opt="--device $device"; elif [ "$ngpu" -eq 0 ]; then
-      dev_opt="--device cpu"; fi
-    resume=""; [ -f "$exp/checkpoints/last.pt" ] && resume="--resume"
-    log "stage 3: training $f -> $exp (log: $exp/train.log)"
-    start=$SECONDS
+    [ -f "$exp/checkpoints/last.pt" ] && resume="--resume"
+    log "stage 3: training $f on $train_name -> $exp (log: $exp/train.log)"
     # shellcheck disable=SC2086
     ${train_cmd} "$exp/logs/stage3.log" \
-      $launcher train --config "$train_config" --train "$fdump/$f/train" \
-        --valid "$fdump/$f/dev" --exp "$exp" --cmvn "$fdump/$f/train/cmvn.ark" \
-        $dev_opt $resume --no-progress $train_args
+      $launcher train --config "$train_config" --train "$fdump/$f/$train_name" \
+        --valid "$fdump/$f/dev" --exp "$exp" --cmvn "$fdump/$f/$train_name/cmvn.ark" \
+        $dev_opt $resume --no-progress $train_args || return 1
     prev=$(cat "$exp/train_seconds" 2>/dev/null || echo 0)
     echo $((prev + SECONDS - start)) > "$exp/train_seconds"
     touch "$exp/.done"
-    log "$(tail -n 1 "$exp/logs/stage3.log" | sed 's/^# //') | $(grep -o 'best valid UA.*' \
-      "$exp/train.log" | tail -n 1)"
+    log "$f: $(tail -n 1 "$exp/logs/stage3.log" | sed 's/^# //') | $(grep -o \
+      '\(best valid UA\|model: valid UA\).*' "$exp/train.log" | tail -n 1)"
+  }
+  $train_on_dev && log "stage 3: dev is part of the training data (--train_on_dev): its" \
+    "metrics in $exp_root/<fold>/metrics.csv are not held-out figures"
+  # folds side by side (--fold_jobs), each with an equal share of the CPU threads
+  threads=$(( $(nproc) / fold_jobs )); [ "$threads" -ge 1 ] || threads=1
+  pids=(); failed=0
+  for f in $(list_folds); do
+    if [ -f "$exp_root/$f/.done" ]; then
+      log "stage 3: $exp_root/$f already trained (delete its .done to train again)"; continue
+    fi
+    [ -f "$fdump/$f/$train_name/feats.scp" ] || {
+      log "no $fdump/$f/$train_name: run stage 2 with the same --train_on_dev"; exit 1; }
+    if [ "$fold_jobs" -le 1 ]; then
+      train_fold "$f" || failed=1
+      [ "$failed" -eq 0 ] || break
+      continue
+    fi
+    while [ "$(jobs -rp | wc -l)" -ge "$fold_jobs" ]; do sleep 2; done
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} train_fold "$f" &
+    pids+=($!)
   done
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  [ "$failed" -eq 0 ] || { log "stage 3 failed: see $exp_root/<fold>/logs/stage3.log"; exit 1; }
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then

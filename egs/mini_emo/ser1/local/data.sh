@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # Synthetic emotional corpus (sertk.data.synth): 4 emotions (neutral, happy, sad, angry) whose
 # pitch level/range/contour, energy, tempo and spectral tilt differ, spoken by --speakers
-# synthetic speakers (alternating male/female). One speaker-independent fold: the test
-# speakers never appear in train or dev.
+# synthetic speakers (alternating male/female), utterances of --min_dur to --max_dur seconds.
+# Speaker-independent folds (--folds, default 1): fold k tests on the k-th pair of speakers
+# from the end, which never appear in its train or dev sets; --dev_speakers of the other
+# speakers form each fold's dev set.
 set -euo pipefail
 datadir=data
 speakers=10
 utts_per_emotion=6
+min_dur=1.5
+max_dur=2.5
+folds=1
+dev_speakers=2
 seed=0
 . parse_options.sh
 
 rm -rf "$datadir/all" "$datadir/folds"
 sertk data synth "$datadir/wav" "$datadir/all" --speakers "$speakers" \
-  --utts-per-emotion "$utts_per_emotion" --seed "$seed"
-n=$(printf '%02d' "$speakers"); m=$(printf '%02d' $((speakers - 1)))
-echo "fold1 spk$m spk$n" > "$datadir/fold_spec.txt"
+  --utts-per-emotion "$utts_per_emotion" --seed "$seed" --min-dur "$min_dur" --max-dur "$max_dur"
+: > "$datadir/fold_spec.txt"
+for k in $(seq 1 "$folds"); do
+  a=$(printf '%02d' $((speakers - 2 * k + 1))); b=$(printf '%02d' $((speakers - 2 * k + 2)))
+  echo "fold$k spk$a spk$b" >> "$datadir/fold_spec.txt"
+done
 sertk data folds "$datadir/all" "$datadir/folds" --test-speakers "$datadir/fold_spec.txt" \
-  --dev-speakers 2 --seed "$seed"
+  --dev-speakers "$dev_speakers" --seed "$seed"
