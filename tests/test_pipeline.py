@@ -126,3 +126,41 @@ def test_recipe_short_utterances_one_dev_speaker_train_on_dev_two_folds(tmp_path
     assert max(durs) < 1.0
     for f in ("fold1", "fold2"):
         assert (tmp_path / "exp" / "short" / f / "decode_test" / "confusion.png").is_file()
+
+
+def test_ensemble_members_differ_and_evaluation_averages_posteriors(dumped, tmp_path):
+    from sertk.infer.packed import load_packed, pack
+    from sertk.models.classifier import EmotionClassifier
+    from sertk.models.info import info
+    from sertk.train.trainer import train
+
+    conf = {"channels": [8, 8], "freq_pool": "flatten"}
+    torch.manual_seed(0)
+    m = EmotionClassifier("cnn_asp", 40, 4, conf, members=3)
+    a, b = (m.net.members[i].out.weight for i in (0, 1))
+    assert not torch.equal(a, b)  # each member has its own initialisation
+    x, lengths = torch.randn(2, 50, 40), torch.tensor([50, 31])
+    assert m(x, lengths).shape == (3, 2, 4)  # training: one set of logits per member
+    m.eval()
+    mean_post = torch.stack([torch.softmax(k(m.cmvn(x), lengths), -1)
+                             for k in m.net.members]).mean(0)
+    torch.testing.assert_close(m(x, lengths).exp(), mean_post)
+
+    cfg = {"model": {"name": "cnn_asp", "members": 2, "conf": conf},
+           "optim": {"name": "adam", "lr": 0.003},
+           "train": {"epochs": 2, "batch_size": 8, "seed": 3, "select": "last"}}
+    exp = tmp_path / "ens"
+    res = train(cfg, dumped / "fold1" / "train", dumped / "fold1" / "dev", exp, device="cpu",
+                progress=False)
+    assert 0.0 <= res["best_ua"] <= 1.0
+    packed = load_packed(pack(exp, tmp_path / "ens.zip"))
+    assert len(packed.model.net.members) == 2
+    torch.testing.assert_close(packed.model(x, lengths).exp().sum(-1), torch.ones(2))
+    one = info(str(REPO / "conf" / "model" / "cnn_asp_ref.yaml"))
+    (tmp_path / "ens.yaml").write_text(
+        (REPO / "conf" / "model" / "cnn_asp_ref.yaml").read_text().replace(
+            "  name: cnn_asp\n", "  name: cnn_asp\n  members: 3\n").replace(
+            "feats: conf/", f"feats: {REPO}/conf/"))
+    three = info(str(tmp_path / "ens.yaml"))
+    assert three["params"] == 3 * one["params"]
+    assert abs(three["mflops"] - 3 * one["mflops"]) < 0.01 * three["mflops"]

@@ -21,7 +21,7 @@ from safetensors.torch import load as load_safetensors
 from sertk.errors import SertkError
 from sertk.features.cmvn import norm_vars_of
 from sertk.features.registry import FeatureConfig
-from sertk.models.classifier import EmotionClassifier
+from sertk.models.classifier import EmotionClassifier, members_of
 
 REQUIRED = ("config.yaml", "feats.yaml", "labels.txt", "cmvn.ark", "model.safetensors")
 OPTIONAL = ("metrics.csv",)
@@ -80,7 +80,8 @@ def load_packed(path: str | Path, device: torch.device | str = "cpu") -> PackedM
     labels = [x for x in files["labels.txt"].decode().split("\n") if x.strip()]
     mcfg = config["model"]
     model = EmotionClassifier(mcfg["name"], int(config["input_dim"]), len(labels),
-                              mcfg.get("conf"), aux_classes=config.get("aux_classes"))
+                              mcfg.get("conf"), aux_classes=config.get("aux_classes"),
+                              members=members_of(mcfg))
     # mean and std come with the weights; whether to divide by std is a training option
     model.cmvn.norm_vars = norm_vars_of(config)
     state = load_safetensors(files["model.safetensors"])

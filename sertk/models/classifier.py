@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from sertk.errors import SertkError
 from sertk.features.cmvn import GlobalCMVN
+from sertk.models.ensemble import Ensemble
 from sertk.models.registry import MODELS
 
 
@@ -19,11 +21,13 @@ class EmotionClassifier(nn.Module):
 
     def __init__(self, name: str, input_dim: int, num_classes: int,
                  conf: dict[str, Any] | None = None, cmvn: GlobalCMVN | None = None,
-                 aux_classes: dict[str, int] | None = None):
+                 aux_classes: dict[str, int] | None = None, members: int = 1):
         super().__init__()
         extra = {"aux_classes": aux_classes} if aux_tables(name, conf) else {}
-        self.net = MODELS.build(name, input_dim=input_dim, num_classes=num_classes,
-                                **(conf or {}), **extra)
+        if members > 1 and extra:
+            raise SertkError(f"model {name} has auxiliary targets: it cannot be an ensemble "
+                             "(model.members)")
+        self.net = build_net(name, input_dim, num_classes, conf, members, **extra)
         self.cmvn = cmvn if cmvn is not None else GlobalCMVN(np.zeros(input_dim),
                                                              np.ones(input_dim))
         self.name = name
@@ -39,6 +43,24 @@ class EmotionClassifier(nn.Module):
         if aux_targets is None:
             return logits
         return logits, self.net.auxiliary_loss(aux_targets)
+
+
+def build_net(name: str, input_dim: int, num_classes: int, conf: dict[str, Any] | None = None,
+              members: int = 1, **extra: Any) -> nn.Module:
+    """The registered network ``name``, or an :class:`Ensemble` of ``members`` of them."""
+    def one() -> nn.Module:
+        return MODELS.build(name, input_dim=input_dim, num_classes=num_classes, **(conf or {}),
+                            **extra)
+
+    return Ensemble(one, int(members)) if int(members) > 1 else one()
+
+
+def members_of(model_cfg: dict[str, Any]) -> int:
+    """``model.members`` of a training config (1: a single network)."""
+    k = model_cfg.get("members", 1)
+    if not isinstance(k, int) or k < 1:
+        raise SertkError(f"model.members must be a positive integer, got {k!r}")
+    return k
 
 
 def aux_tables(name: str, conf: dict[str, Any] | None = None) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from sertk.config import load_yaml
 from sertk.errors import SertkError
 from sertk.features.registry import FeatureConfig, build_frontend
+from sertk.models.classifier import build_net, members_of
 from sertk.models.registry import MODELS
 
 REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -94,8 +95,7 @@ def info(name_or_path: str, seconds: float = 3.0, num_classes: int | None = None
     frontend = build_frontend(fcfg)
     x = frontend(torch.zeros(int(seconds * fcfg.sample_rate)) + 1e-3)[None]
     n_cls = num_classes or len(cfg.get("labels") or []) or 4
-    net = MODELS.build(mcfg["name"], input_dim=x.shape[2], num_classes=n_cls,
-                       **(mcfg.get("conf") or {}))
+    net = build_net(mcfg["name"], x.shape[2], n_cls, mcfg.get("conf"), members_of(mcfg))
     flops = count_flops(net, x, torch.tensor([x.shape[1]]))
     return {"model": mcfg["name"], "config": str(path) if path else None,
             "params": sum(p.numel() for p in net.parameters()),

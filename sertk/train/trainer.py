@@ -42,7 +42,7 @@ from sertk.errors import SertkError
 from sertk.features.cmvn import GlobalCMVN, compute_global_stats, norm_vars_of
 from sertk.logging_utils import setup_logging
 from sertk.losses import build_loss
-from sertk.models.classifier import EmotionClassifier, aux_tables
+from sertk.models.classifier import EmotionClassifier, aux_tables, members_of
 from sertk.train.checkpoint import (
     load_state,
     load_weights,
@@ -243,7 +243,7 @@ def _build_model(cfg: dict[str, Any], data: TrainData, exp: Path, info: DistInfo
     aux_classes = {t: len(v) for t, v in data.aux_vocab.items()} or None
     model = EmotionClassifier(mcfg["name"], data.input_dim, len(data.labels), mcfg.get("conf"),
                               GlobalCMVN.from_file(exp / "cmvn.ark", norm_vars_of(cfg)),
-                              aux_classes).to(info.device)
+                              aux_classes, members_of(mcfg)).to(info.device)
     nparams = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("model %s: %.3fM trainable parameters", mcfg["name"], nparams / 1e6)
     return model
@@ -367,10 +367,10 @@ def _train_step(s: Session, batch: dict[str, Any], gen: torch.Generator, epoch: 
             aux = {t: torch.tensor([v.get(k, -1) for k in batch["keys"]], device=device)
                    for t, v in s.data.aux_maps.items()}
             logits, aux_loss = s.ddp_model(feats, lengths, normalized=True, aux_targets=aux)
-            loss = s.emotion_weight * s.criterion(logits.float(), target) + aux_loss
+            loss = s.emotion_weight * _emotion_loss(s.criterion, logits, target) + aux_loss
         else:
             logits = s.ddp_model(feats, lengths, normalized=True)
-            loss = s.criterion(logits.float(), target)
+            loss = _emotion_loss(s.criterion, logits, target)
     if not torch.isfinite(loss):
         raise SertkError(f"epoch {epoch}: loss became {loss.item()} on batch "
                          f"{batch['keys'][:3]}...; lower the learning rate")
@@ -383,7 +383,18 @@ def _train_step(s: Session, batch: dict[str, Any], gen: torch.Generator, epoch: 
     s.scaler.update()
     if s.scheduler is not None and s.interval == "step":
         s.scheduler.step()
+    if logits.dim() == 3:  # an ensemble: report the members' mean loss and mean logits
+        return logits.detach().mean(0), target, loss.item() / logits.shape[0]
     return logits, target, loss.item()
+
+
+def _emotion_loss(criterion: nn.Module, logits: torch.Tensor, target: torch.Tensor
+                  ) -> torch.Tensor:
+    """The criterion on ``[B, C]`` logits, or summed over the members of ``[K, B, C]`` (an
+    ensemble in training: each member gets the gradient of its own loss)."""
+    if logits.dim() == 3:
+        return sum(criterion(member.float(), target) for member in logits)
+    return criterion(logits.float(), target)
 
 
 def _end_epoch(s: Session, epoch: int, lr: float, train_loss: float, train_acc: float,
