@@ -16,6 +16,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["sertk", "sertk.*"]),
+    package_data={"sertk": ["pretrained/*.zip", "pretrained/*.md"]},
     install_requires=[
         "torch==2.11.0",
         "torchaudio==2.11.0",

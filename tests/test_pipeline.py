@@ -109,7 +109,7 @@ def test_recipe_short_utterances_one_dev_speaker_train_on_dev_two_folds(tmp_path
     train + dev, two folds trained side by side: the recipe runs and beats chance."""
     recipe = REPO / "egs" / "mini_emo" / "ser1"
     dirs = f"--datadir {tmp_path}/data --dumpdir {tmp_path}/dump --expdir {tmp_path}/exp"
-    proc = bash(f"./run.sh {dirs} --progress false --stop_stage 4 --tag short "
+    proc = bash(f"./run.sh {dirs} --progress false --stop_stage 6 --tag short "
                 "--local_data_opts '--folds 2 --dev_speakers 1 --min_dur 0.3 --max_dur 0.9' "
                 "--train_config conf/model/cnn_asp_ref.yaml "
                 "--feats_config conf/feats/logmel64.yaml --train_on_dev true --fold_jobs 2 "
@@ -126,6 +126,31 @@ def test_recipe_short_utterances_one_dev_speaker_train_on_dev_two_folds(tmp_path
     assert max(durs) < 1.0
     for f in ("fold1", "fold2"):
         assert (tmp_path / "exp" / "short" / f / "decode_test" / "confusion.png").is_file()
+    # stage 6: a final model on all 10 speakers, no validation set
+    assert "stage 6 done" in out and "(240 utterances of 10 speakers)" in out
+    from sertk.infer.packed import load_packed
+
+    final = load_packed(tmp_path / "exp" / "short" / "final" / "model.zip")
+    assert final.labels == ["angry", "happy", "neutral", "sad"]
+
+
+def test_training_without_validation_set_needs_last_or_average(dumped, tmp_path):
+    import csv
+
+    from sertk.errors import SertkError
+    from sertk.train.trainer import train
+
+    cfg = {"model": {"name": "cnn_asp", "conf": {"channels": [8, 8]}},
+           "optim": {"name": "adam", "lr": 0.003},
+           "train": {"epochs": 2, "batch_size": 8, "seed": 3}}
+    with pytest.raises(SertkError, match="select: last or average"):
+        train(cfg, dumped / "fold1" / "train", None, tmp_path / "a", device="cpu",
+              progress=False)
+    cfg["train"]["select"] = "average"
+    train(cfg, dumped / "fold1" / "train", None, tmp_path / "b", device="cpu", progress=False)
+    rows = list(csv.DictReader((tmp_path / "b" / "metrics.csv").open()))
+    assert len(rows) == 2 and rows[0]["valid_UA"] == "nan"
+    assert (tmp_path / "b" / "model.safetensors").is_file()
 
 
 def test_ensemble_members_differ_and_evaluation_averages_posteriors(dumped, tmp_path):

@@ -13,7 +13,8 @@ from sertk.errors import SertkError
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def infer(model: Path = typer.Option(..., help="packed model.zip (or experiment dir)"),
+    def infer(model: Path = typer.Option(..., help="packed model.zip, experiment dir, or the "
+                                                   "name of a shipped model (sertk/pretrained)"),
               wav_list: Path = typer.Option(None, help="file with one audio path per line"),
               wav_scp: Path = typer.Option(None, help="Kaldi wav.scp (paths, pipes, arks)"),
               directory: Path = typer.Option(None, "--dir", help="all audio files under DIR"),

@@ -11,7 +11,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def train(config: Path = typer.Option(..., help="training config (conf/model/*.yaml)"),
               train_dir: Path = typer.Option(..., "--train", help="training dump directory"),
-              valid_dir: Path = typer.Option(..., "--valid", help="validation dump directory"),
+              valid_dir: Path = typer.Option(None, "--valid", help="validation dump directory "
+                                             "(none: a final model on all the data, chosen "
+                                             "by train.select last or average)"),
               exp: Path = typer.Option(..., help="experiment directory"),
               resume: bool = typer.Option(False, help="continue from EXP/checkpoints/last.pt"),
               cmvn: Path = typer.Option(None, help="global CMVN stats (default: from --train)"),
@@ -31,6 +33,9 @@ def register(app: typer.Typer) -> None:
                   progress=progress)
         import os
 
-        if os.environ.get("RANK", "0") == "0":
+        if os.environ.get("RANK", "0") == "0" and valid_dir is None:
+            typer.echo(f"trained {res['best_epoch']} epochs without a validation set; "
+                       f"model: {exp / 'model.safetensors'}")
+        elif os.environ.get("RANK", "0") == "0":
             typer.echo(f"best valid UA {100 * res['best_ua']:.2f} at epoch {res['best_epoch']}; "
                        f"model: {exp / 'model.safetensors'}")

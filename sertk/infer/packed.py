@@ -56,11 +56,30 @@ def pack(exp_dir: str | Path, out: str | Path, extra: list[str | Path] | None = 
     return out
 
 
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+
+
+def shipped_models() -> list[str]:
+    """Names of the packed models that ship with sertk (``sertk/pretrained/<name>.zip``)."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.zip"))
+
+
+def resolve_model(path: str | Path) -> Path:
+    """A packed model, an experiment directory, or the name of a shipped model."""
+    path = Path(path)
+    if path.exists():
+        return path
+    shipped = PRETRAINED_DIR / f"{path}.zip"
+    if path.name == str(path) and shipped.is_file():
+        return shipped
+    names = ", ".join(shipped_models()) or "none"
+    raise SertkError(f"model not found: {path} (not a file or directory, nor the name of a "
+                     f"shipped model: {names})")
+
+
 def _read_members(path: Path) -> dict[str, bytes]:
     if path.is_dir():
         return {n: (path / n).read_bytes() for n in REQUIRED if (path / n).is_file()}
-    if not path.is_file():
-        raise SertkError(f"model not found: {path}")
     try:
         with zipfile.ZipFile(path) as zf:
             return {n: zf.read(n) for n in REQUIRED if n in zf.namelist()}
@@ -69,8 +88,9 @@ def _read_members(path: Path) -> dict[str, bytes]:
 
 
 def load_packed(path: str | Path, device: torch.device | str = "cpu") -> PackedModel:
-    """Load a packed model (zip) or a trained experiment directory."""
-    path = Path(path)
+    """Load a packed model (zip), a trained experiment directory or a shipped model by name
+    (:func:`shipped_models`)."""
+    path = resolve_model(path)
     files = _read_members(path)
     missing = [n for n in REQUIRED if n not in files and n != "cmvn.ark"]
     if missing:

@@ -102,9 +102,9 @@ class TrainData:
 
     labels: list[str]
     train_set: FeatsDataset
-    valid_set: FeatsDataset
+    valid_set: FeatsDataset | None
     train_sampler: BucketBatchSampler
-    valid_sampler: BucketBatchSampler
+    valid_sampler: BucketBatchSampler | None
     input_dim: int
     eval_segment: tuple[int, int] | None
     aux_vocab: dict[str, list[str]]
@@ -137,11 +137,14 @@ class Session:
     best_metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def train(cfg: dict[str, Any], train_dir: str | Path, valid_dir: str | Path, exp_dir: str | Path,
+def train(cfg: dict[str, Any], train_dir: str | Path, valid_dir: str | Path | None,
+          exp_dir: str | Path,
           resume: bool = False, cmvn_file: str | None = None, labels_file: str | None = None,
           device: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Train ``cfg['model']`` on a dump directory; return the selected model's validation
-    metrics (``best_ua``, ``best_epoch`` and the metrics of ``evaluate``)."""
+    metrics (``best_ua``, ``best_epoch`` and the metrics of ``evaluate``). Without a
+    validation set (``valid_dir`` None: a final model trained on all the data) the model is
+    chosen by ``select: last`` or ``average`` and the metrics are NaN."""
     info = init_distributed(device)
     exp = Path(exp_dir)
     try:
@@ -149,16 +152,21 @@ def train(cfg: dict[str, Any], train_dir: str | Path, valid_dir: str | Path, exp
             (exp / "checkpoints").mkdir(parents=True, exist_ok=True)
         barrier(info)
         setup_logging(exp / "train.log" if info.is_main else None, rank=info.rank)
-        return _train(cfg, Path(train_dir), Path(valid_dir), exp, resume, cmvn_file,
+        return _train(cfg, Path(train_dir), Path(valid_dir) if valid_dir else None, exp,
+                      resume, cmvn_file,
                       labels_file, info, progress)
     finally:
         cleanup(info)
 
 
-def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, resume: bool,
+def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path | None, exp: Path,
+           resume: bool,
            cmvn_file: str | None, labels_file: str | None, info: DistInfo, progress: bool
            ) -> dict[str, Any]:
     tc = _train_cfg(cfg)
+    if valid_dir is None and (tc["select"] == "best" or tc["patience"] is not None):
+        raise SertkError("without a validation set (--valid) the model must be chosen by "
+                         "train.select: last or average, with no train.patience")
     seed_everything(int(tc["seed"]))
     data = _load_data(cfg, tc, train_dir, valid_dir, labels_file, info)
     _write_exp_files(cfg, data, train_dir, exp, cmvn_file, info)
@@ -181,18 +189,19 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path, exp: Path, res
     return _export_best(s)
 
 
-def _load_data(cfg: dict[str, Any], tc: dict[str, Any], train_dir: Path, valid_dir: Path,
+def _load_data(cfg: dict[str, Any], tc: dict[str, Any], train_dir: Path, valid_dir: Path | None,
                labels_file: str | None, info: DistInfo) -> TrainData:
     seed = int(tc["seed"])
     labels = prepare_labels(cfg, train_dir, labels_file)
     train_set = FeatsDataset(train_dir, labels, crop_frames=tc["crop_frames"], seed=seed,
                              segment=tc["segment"], repeat=int(tc["repeat"]),
                              crop_pad=str(tc["crop_pad"]))
-    valid_set = FeatsDataset(valid_dir, labels)
+    valid_set = FeatsDataset(valid_dir, labels) if valid_dir else None
     input_dim = int((train_dir / "feat_dim").read_text()) \
         if (train_dir / "feat_dim").is_file() else train_set[0][1].shape[1]
     log.info("train %s: %d items; valid %s: %d utts; %d classes: %s; input dim %d; "
-             "%d process(es) on %s", train_dir, len(train_set), valid_dir, len(valid_set),
+             "%d process(es) on %s", train_dir, len(train_set), valid_dir or "none",
+             len(valid_set) if valid_set else 0,
              len(labels), " ".join(labels), input_dim, info.world_size, info.device)
     train_sampler = BucketBatchSampler(
         [train_set.effective_length(i) for i in range(len(train_set))], int(tc["batch_size"]),
@@ -200,7 +209,8 @@ def _load_data(cfg: dict[str, Any], tc: dict[str, Any], train_dir: Path, valid_d
         max_frames=tc["max_frames"], bucket_pools=int(tc["bucket_pools"] or 0))
     valid_sampler = BucketBatchSampler(valid_set.lengths, int(tc["valid_batch_size"]),
                                        shuffle=False, rank=info.rank,
-                                       world_size=info.world_size, pad_to_world=False)
+                                       world_size=info.world_size, pad_to_world=False) \
+        if valid_set else None
     mcfg = cfg.get("model") or {}
     if "name" not in mcfg:
         raise SertkError("training config needs model.name")
@@ -401,10 +411,10 @@ def _end_epoch(s: Session, epoch: int, lr: float, train_loss: float, train_acc: 
                t0: float) -> None:
     """Validate, update the selection state, save checkpoints, write the CSV row and log."""
     d, exp = s.data, s.exp
-    metrics = evaluate(s.model, d.valid_set, d.valid_sampler, s.criterion, s.info,
-                       len(d.labels), d.eval_segment)
+    metrics = _validate(s)
     # a pre-training stage without emotion loss keeps its last epoch
-    improved = metrics["UA"] > s.state["best_ua"] or s.emotion_weight == 0.0
+    improved = metrics["UA"] > s.state["best_ua"] or s.emotion_weight == 0.0 or \
+        d.valid_set is None
     s.state["epoch"] = epoch
     if improved:
         s.state.update(best_ua=metrics["UA"], best_epoch=epoch, bad_epochs=0)
@@ -413,7 +423,7 @@ def _end_epoch(s: Session, epoch: int, lr: float, train_loss: float, train_acc: 
         s.state["bad_epochs"] += 1
     seconds = time.time() - t0
     if s.info.is_main:
-        if improved:
+        if improved and d.valid_set is not None:
             save_weights(s.model, exp / "checkpoints" / "best.safetensors")
         if s.tc["select"] == "average":
             save_weights(s.model, exp / "checkpoints" / f"epoch{epoch}.safetensors")
@@ -432,8 +442,17 @@ def _end_epoch(s: Session, epoch: int, lr: float, train_loss: float, train_acc: 
         log.info("epoch %d/%d: train loss %.4f acc %.4f | valid loss %.4f UA %.4f WA %.4f "
                  "F1 %.4f | lr %.2e | %.1fs%s", epoch, s.tc["epochs"], train_loss, train_acc,
                  metrics["loss"], metrics["UA"], metrics["WA"], metrics["macro_F1"], lr,
-                 seconds, " *best*" if improved else "")
+                 seconds, " *best*" if improved and d.valid_set is not None else "")
     barrier(s.info)
+
+
+def _validate(s: Session) -> dict[str, Any]:
+    """Metrics of the current model on the validation set (NaN without one)."""
+    d = s.data
+    if d.valid_set is None:
+        return {k: float("nan") for k in ("loss", "UA", "WA", "macro_F1")}
+    return evaluate(s.model, d.valid_set, d.valid_sampler, s.criterion, s.info,
+                    len(d.labels), d.eval_segment)
 
 
 def _export_best(s: Session) -> dict[str, Any]:
@@ -467,8 +486,7 @@ def _export_final(s: Session) -> dict[str, Any]:
             save_weights(s.model, out)
             log.info("recomputed batch-norm statistics of the averaged weights on the "
                      "training set")
-    metrics = evaluate(s.model, d.valid_set, d.valid_sampler, s.criterion, s.info,
-                       len(d.labels), d.eval_segment)
+    metrics = _validate(s)
     log.info("%s model: valid UA %.4f WA %.4f -> %s", tc["select"], metrics["UA"],
              metrics["WA"], out)
     return {"best_epoch": s.state["epoch"], "best_ua": metrics["UA"], **metrics}

@@ -14,6 +14,9 @@
 #   4  inference on each fold's test set + scoring (results.json, confusion.{txt,png}),
 #      aggregation over folds into EXPDIR/<tag>/RESULTS.md
 #   5  packing: EXPDIR/<tag>/<fold>/model.zip for `sertk infer`
+#   6  (only with --stop_stage 6) a final model trained with the same config on every
+#      utterance of DATADIR/all (all speakers, augmented copies included; no held-out data,
+#      so train.select must be last or average), packed to EXPDIR/<tag>/final/model.zip
 # Every stage can be rerun: finished work is detected (.done files) and skipped; training
 # resumes from its last checkpoint.
 set -euo pipefail
@@ -47,7 +50,8 @@ inference_batch_size=32
 progress=true           # progress bars (off in logs of non-interactive runs)
 
 help_message="Usage: $0 [options]
-  --stage N --stop_stage N     stages to run (1 data, 2 features, 3 training, 4 scoring, 5 pack)
+  --stage N --stop_stage N     stages to run (1 data, 2 features, 3 training, 4 scoring, 5 pack,
+                               6 final model on all the data: only when asked for)
   --folds 'fold1 fold2'        folds to run (default: all under \$datadir/folds)
   --nj N                       feature dump jobs (default $nj)
   --ngpu N | --nproc N         DDP training on N GPUs / N CPU processes
@@ -180,16 +184,18 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     "$first $train_name set: $(wc -l < "$fdump/$first/$train_name/feats.scp") utterances"
 fi
 
+# how training runs (stages 3 and 6): alone, or torchrun DDP over GPUs or CPU processes
+launcher="sertk"
+if [ "$ngpu" -gt 1 ]; then
+  launcher="torchrun --nproc_per_node $ngpu -m sertk.cli.main"
+elif [ "$ngpu" -eq 0 ] && [ "$nproc" -gt 1 ]; then
+  launcher="torchrun --nproc_per_node $nproc -m sertk.cli.main"
+fi
+dev_opt=""
+if [ -n "$device" ]; then dev_opt="--device $device"; elif [ "$ngpu" -eq 0 ]; then
+  dev_opt="--device cpu"; fi
+
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  launcher="sertk"
-  if [ "$ngpu" -gt 1 ]; then
-    launcher="torchrun --nproc_per_node $ngpu -m sertk.cli.main"
-  elif [ "$ngpu" -eq 0 ] && [ "$nproc" -gt 1 ]; then
-    launcher="torchrun --nproc_per_node $nproc -m sertk.cli.main"
-  fi
-  dev_opt=""
-  if [ -n "$device" ]; then dev_opt="--device $device"; elif [ "$ngpu" -eq 0 ]; then
-    dev_opt="--device cpu"; fi
   train_fold() {  # train_fold FOLD: one fold's training (resumed when interrupted)
     local f=$1 exp=$exp_root/$1 resume="" start=$SECONDS prev
     mkdir -p "$exp/logs"
@@ -253,4 +259,30 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     sertk pack --exp "$exp" --out "$exp/model.zip"
   done
   log "stage 5 done: packed models in $exp_root/<fold>/model.zip"
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  exp=$exp_root/final
+  train_all=$fdump/final_train
+  log "stage 6: final model on every utterance of $datadir/all -> $exp (log: $exp/train.log)"
+  if [ ! -f "$exp/.done" ]; then
+    parts=("$normdump/all")
+    [ -n "$speed_perturb" ] && parts+=("$normdump/$sp_set")
+    [ -n "$noise_data" ] && parts+=("$normdump/$noise_set")
+    [ -n "$rir_data" ] && parts+=("$normdump/$rir_set")
+    rm -rf "$train_all"
+    sertk data combine "$train_all" "${parts[@]}" >/dev/null
+    cp "$normdump/all/feat_dim" "$normdump/all/feats.yaml" "$train_all/"
+    sertk feats cmvn "$train_all" >/dev/null
+    mkdir -p "$exp/logs"
+    resume=""; [ -f "$exp/checkpoints/last.pt" ] && resume="--resume"
+    # shellcheck disable=SC2086
+    ${train_cmd} "$exp/logs/stage6.log" \
+      $launcher train --config "$train_config" --train "$train_all" --exp "$exp" \
+        --cmvn "$train_all/cmvn.ark" $dev_opt $resume --no-progress $train_args
+    touch "$exp/.done"
+  fi
+  sertk pack --exp "$exp" --out "$exp/model.zip"
+  log "stage 6 done: $exp/model.zip ($(wc -l < "$train_all/utt2spk") utterances of" \
+    "$(wc -l < "$train_all/spk2utt") speakers)"
 fi

@@ -46,9 +46,10 @@ def row(exp: Path, base: dict | None = None) -> str:
         if metrics.is_file():
             seconds += sum(float(r["seconds"]) for r in csv.DictReader(metrics.open()))
     pct = 100.0
+    f1 = f"{pct * agg['macro_F1']['mean']:.2f}" if "macro_F1" in agg else "—"
     return (f"| {exp.name} | {agg['num_folds']} | **{pct * agg['UA']['mean']:.2f} ± "
             f"{pct * agg['UA']['std']:.2f}** | {pct * agg['WA']['mean']:.2f} ± "
-            f"{pct * agg['WA']['std']:.2f} | {pct * agg['macro_F1']['mean']:.2f} | "
+            f"{pct * agg['WA']['std']:.2f} | {f1} | "
             f"{seconds / 60:.0f} min |"
             + (f" {paired_delta(agg, base)} |" if base is not None else "") + f" `{command}` |")
 
