@@ -153,6 +153,23 @@ def test_training_without_validation_set_needs_last_or_average(dumped, tmp_path)
     assert (tmp_path / "b" / "model.safetensors").is_file()
 
 
+def test_selection_on_validation_utterances_that_are_trained_on_is_refused(dumped, tmp_path):
+    from sertk.errors import SertkError
+    from sertk.train.trainer import train
+
+    cfg = {"model": {"name": "cnn_asp", "conf": {"channels": [8, 8]}},
+           "optim": {"name": "adam", "lr": 0.003},
+           "train": {"epochs": 1, "batch_size": 8, "seed": 3, "select": "best"}}
+    fold = dumped / "fold1"
+    with pytest.raises(SertkError, match="validation utterances are training utterances"):
+        train(cfg, fold / "train", fold / "train", tmp_path / "a", device="cpu", progress=False)
+    cfg["train"]["select"] = "last"  # a fixed budget may monitor seen data
+    train(cfg, fold / "train", fold / "train", tmp_path / "b", device="cpu", progress=False)
+    cfg["train"]["select"] = "best"  # disjoint sets: selection is fine
+    train(cfg, fold / "train", fold / "dev", tmp_path / "c", device="cpu", progress=False)
+    assert (tmp_path / "c" / "model.safetensors").is_file()
+
+
 def test_ensemble_members_differ_and_evaluation_averages_posteriors(dumped, tmp_path):
     from sertk.infer.packed import load_packed, pack
     from sertk.models.classifier import EmotionClassifier

@@ -146,7 +146,7 @@ def test_zoo_table_adds_six_folds_to_a_selected_row(tmp_path):
     old = next(ln for ln in (RAVDESS_RECIPE / "RESULTS.md").read_text().splitlines()
                if ln.startswith("| `compact_gcn`"))
     assert row.split(" | ")[:5] == old.split(" | ")[:5]  # fold-1 cell and the rest kept
-    assert " | 45.12 ± 3.45 | fold 1: `./run.sh --folds fold1 " in row
+    assert " | 45.12 ± 3.45 | fold 1: `./run.sh --train_on_dev false --folds fold1 " in row
     assert row.endswith("; 6 folds: `./run.sh --tag m6` |")
 
 

@@ -189,6 +189,20 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path | None, exp: Pa
     return _export_best(s)
 
 
+def _check_selection_set(tc: dict[str, Any], train_set: FeatsDataset,
+                         valid_set: FeatsDataset) -> None:
+    """Refuse to select a model on validation utterances that are also trained on (e.g. a
+    recipe's ``--train_on_dev true`` with ``train.select: best``): that selection would reward
+    memorisation, not generalisation."""
+    seen = set(train_set.keys).intersection(valid_set.keys)
+    if seen and (tc["select"] == "best" or tc["patience"] is not None):
+        raise SertkError(
+            f"{len(seen)} of the {len(valid_set.keys)} validation utterances are training "
+            f"utterances too (e.g. {sorted(seen)[0]}): train.select best / train.patience "
+            "would choose the model on training data; use train.select last or average "
+            "(recipes: or --train_on_dev false)")
+
+
 def _load_data(cfg: dict[str, Any], tc: dict[str, Any], train_dir: Path, valid_dir: Path | None,
                labels_file: str | None, info: DistInfo) -> TrainData:
     seed = int(tc["seed"])
@@ -197,6 +211,8 @@ def _load_data(cfg: dict[str, Any], tc: dict[str, Any], train_dir: Path, valid_d
                              segment=tc["segment"], repeat=int(tc["repeat"]),
                              crop_pad=str(tc["crop_pad"]))
     valid_set = FeatsDataset(valid_dir, labels) if valid_dir else None
+    if valid_set is not None:
+        _check_selection_set(tc, train_set, valid_set)
     input_dim = int((train_dir / "feat_dim").read_text()) \
         if (train_dir / "feat_dim").is_file() else train_set[0][1].shape[1]
     log.info("train %s: %d items; valid %s: %d utts; %d classes: %s; input dim %d; "

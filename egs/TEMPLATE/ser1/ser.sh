@@ -185,11 +185,12 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 # how training runs (stages 3 and 6): alone, or torchrun DDP over GPUs or CPU processes
+# (--standalone: a free rendezvous port each, so --fold_jobs can run several side by side)
 launcher="sertk"
 if [ "$ngpu" -gt 1 ]; then
-  launcher="torchrun --nproc_per_node $ngpu -m sertk.cli.main"
+  launcher="torchrun --standalone --nproc_per_node $ngpu -m sertk.cli.main"
 elif [ "$ngpu" -eq 0 ] && [ "$nproc" -gt 1 ]; then
-  launcher="torchrun --nproc_per_node $nproc -m sertk.cli.main"
+  launcher="torchrun --standalone --nproc_per_node $nproc -m sertk.cli.main"
 fi
 dev_opt=""
 if [ -n "$device" ]; then dev_opt="--device $device"; elif [ "$ngpu" -eq 0 ]; then
