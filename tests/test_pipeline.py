@@ -170,6 +170,38 @@ def test_selection_on_validation_utterances_that_are_trained_on_is_refused(dumpe
     assert (tmp_path / "c" / "model.safetensors").is_file()
 
 
+def test_every_pipeline_difference_row_trains(dumped, tmp_path):
+    """local/pipeline_diffs.sh's rows (issue 13's paired table): each one's training
+    overrides, applied to conf/model/cnn_asp_ref.yaml, give a config the trainer runs."""
+    import shlex
+
+    import yaml
+
+    from sertk.config import apply_overrides
+    from sertk.train.trainer import train
+
+    recipe = REPO / "egs" / "ravdess" / "ser1"
+    out = bash("local/pipeline_diffs.sh --dry_run true --expdir /nonexistent", recipe).stdout
+    commands = [shlex.split(ln) for ln in out.splitlines() if ln.startswith("./run.sh")]
+    assert len(commands) >= 9 and all("--tag" in c for c in commands)
+    base = yaml.safe_load((recipe / "conf" / "model" / "cnn_asp_ref.yaml").read_text())
+    base["model"]["conf"]["channels"] = [8, 8, 8, 8]
+    base["train"].update(epochs=1, amp=False, channels_last=False)
+    tried = 0
+    for cmd in commands:
+        if "--train_args" not in cmd:
+            continue
+        # ser.sh passes $train_args unquoted: split on whitespace, quotes kept (not shlex)
+        overrides = cmd[cmd.index("--train_args") + 1].split()[1::2]
+        cfg = apply_overrides(base, overrides)
+        tag = cmd[cmd.index("--tag") + 1]
+        res = train(cfg, dumped / "fold1" / "train", dumped / "fold1" / "dev", tmp_path / tag,
+                    device="cpu", progress=False)
+        assert 0.0 <= res["best_ua"] <= 1.0, tag
+        tried += 1
+    assert tried >= 6
+
+
 def test_ensemble_members_differ_and_evaluation_averages_posteriors(dumped, tmp_path):
     from sertk.infer.packed import load_packed, pack
     from sertk.models.classifier import EmotionClassifier
