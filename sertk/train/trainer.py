@@ -164,9 +164,6 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path | None, exp: Pa
            cmvn_file: str | None, labels_file: str | None, info: DistInfo, progress: bool
            ) -> dict[str, Any]:
     tc = _train_cfg(cfg)
-    if valid_dir is None and (tc["select"] == "best" or tc["patience"] is not None):
-        raise SertkError("without a validation set (--valid) the model must be chosen by "
-                         "train.select: last or average, with no train.patience")
     seed_everything(int(tc["seed"]))
     data = _load_data(cfg, tc, train_dir, valid_dir, labels_file, info)
     _write_exp_files(cfg, data, train_dir, exp, cmvn_file, info)
@@ -190,12 +187,17 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path | None, exp: Pa
 
 
 def _check_selection_set(tc: dict[str, Any], train_set: FeatsDataset,
-                         valid_set: FeatsDataset) -> None:
-    """Refuse to select a model on validation utterances that are also trained on (e.g. a
-    recipe's ``--train_on_dev true`` with ``train.select: best``): that selection would reward
-    memorisation, not generalisation."""
+                         valid_set: FeatsDataset | None) -> None:
+    """Selection on dev (``train.select: best``, ``train.patience``) needs held-out validation
+    utterances: refuse it without a validation set, or when the validation utterances are also
+    trained on (e.g. a recipe's ``--train_on_dev true``), where it would reward memorisation."""
+    if tc["select"] != "best" and tc["patience"] is None:
+        return
+    if valid_set is None:
+        raise SertkError("without a validation set (--valid) the model must be chosen by "
+                         "train.select: last or average, with no train.patience")
     seen = set(train_set.keys).intersection(valid_set.keys)
-    if seen and (tc["select"] == "best" or tc["patience"] is not None):
+    if seen:
         raise SertkError(
             f"{len(seen)} of the {len(valid_set.keys)} validation utterances are training "
             f"utterances too (e.g. {sorted(seen)[0]}): train.select best / train.patience "
@@ -211,8 +213,7 @@ def _load_data(cfg: dict[str, Any], tc: dict[str, Any], train_dir: Path, valid_d
                              segment=tc["segment"], repeat=int(tc["repeat"]),
                              crop_pad=str(tc["crop_pad"]))
     valid_set = FeatsDataset(valid_dir, labels) if valid_dir else None
-    if valid_set is not None:
-        _check_selection_set(tc, train_set, valid_set)
+    _check_selection_set(tc, train_set, valid_set)
     input_dim = int((train_dir / "feat_dim").read_text()) \
         if (train_dir / "feat_dim").is_file() else train_set[0][1].shape[1]
     log.info("train %s: %d items; valid %s: %d utts; %d classes: %s; input dim %d; "
