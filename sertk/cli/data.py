@@ -92,8 +92,12 @@ def combine(dst: Path, srcs: list[Path]) -> None:
 
 @app.command()
 def folds(data_dir: Path, out_dir: Path,
-          test_speakers: Path = typer.Option(..., help="lines 'FOLD SPK SPK ...': the test "
-                                                       "speakers of each fold"),
+          test_speakers: Path = typer.Option(None, help="lines 'FOLD SPK SPK ...': the test "
+                                                        "speakers of each fold"),
+          test_table: str = typer.Option(None, help="a table of DATA_DIR ('utt FOLD', '-' = "
+                                                    "never tested), e.g. utt2fold: the test "
+                                                    "utterances of each fold"),
+          loso: bool = typer.Option(False, help="leave one speaker out: a fold per speaker"),
           dev_speakers: int = typer.Option(2, help="dev speakers drawn from each fold's "
                                                    "training speakers (0: dev = utterance split)"),
           dev_fraction: float = typer.Option(0.1, help="with --dev-speakers 0: share of "
@@ -102,13 +106,23 @@ def folds(data_dir: Path, out_dir: Path,
                                                          "(needs utt2gender)"),
           seed: int = typer.Option(0)) -> None:
     """Write OUT/<fold>/{train,dev,test}; dev speakers never include test speakers."""
-    from sertk.data.folds import make_folds, read_fold_spec
+    from sertk.data import folds as fl
+    from sertk.data.datadir import DataDir
 
     init_logging()
-    spec = read_fold_spec(test_speakers)
-    for name, parts in make_folds(data_dir, out_dir, spec, dev_speakers, dev_fraction,
-                                  balance_gender, seed).items():
-        typer.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in parts.items()))
+    if sum(x not in (None, False) for x in (test_speakers, test_table, loso)) != 1:
+        raise DataError("sertk data folds: give exactly one of --test-speakers, --test-table, "
+                        "--loso")
+    d = DataDir(data_dir)
+    if test_table:
+        parts = fl.make_utt_folds(d, out_dir, fl.folds_from_table(d, test_table), dev_speakers,
+                                  dev_fraction, balance_gender, seed)
+    else:
+        spec = fl.loso_spec(d) if loso else fl.read_fold_spec(test_speakers)
+        parts = fl.make_folds(data_dir, out_dir, spec, dev_speakers, dev_fraction,
+                              balance_gender, seed)
+    for name, sizes in parts.items():
+        typer.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
 
 
 @app.command()
@@ -175,3 +189,12 @@ def musan(root: Path, dst: Path) -> None:
 
     for d in run(root, dst):
         typer.echo(f"{d}: written")
+
+
+@app.command("emobox-table")
+def emobox_table(corpus_dir: Path, out: Path) -> None:
+    """EmoBox's utterances.tsv + folds.tsv of one corpus -> the recipe's compressed table
+    (key, wav, emotion, test fold; read by sertk.data.release)."""
+    from sertk.data.release import compact_emobox
+
+    typer.echo(f"{out}: {compact_emobox(corpus_dir, out)} utterances")

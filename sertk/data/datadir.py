@@ -16,6 +16,9 @@ A data directory holds one utterance per line in each file, keys sorted in C ord
     feats.scp       <utt> <ark:offset>             (optional; written by the feature dump)
     utt2aug         <utt> <JSON list of operations> (optional, sertk-specific: waveform
                                                    augmentations applied by the dump)
+    utt2key         <utt> <key in the corpus table> (optional; corpus recipes)
+    utt2fold        <utt> <fold whose test part holds it, or ->  (optional; corpus recipes)
+    utt2listener_emo <utt> <annotator>:<label> ... (optional; per-annotator labels)
 
 :func:`validate` mirrors Kaldi's ``validate_data_dir.sh``, :func:`fix` its ``fix_data_dir.sh``.
 """
@@ -47,6 +50,9 @@ UTT_TABLES: dict[str, tuple[int, int | None]] = {
     "utt2corpus": (2, 2),
     "feats.scp": (2, 2),
     "utt2aug": (2, None),  # sertk: JSON list of waveform augmentations (sertk data augment)
+    "utt2key": (2, 2),     # the corpus table's key (e.g. EmoBox's), sertk.data.release
+    "utt2fold": (2, 2),    # the fold whose test part holds the utterance ("-": none)
+    "utt2listener_emo": (2, None),  # per-annotator labels: <annotator>:<label> ...
 }
 GENDERS = {"m", "f"}
 
