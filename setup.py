@@ -28,6 +28,7 @@ setup(
         "pyyaml>=6.0",
         "safetensors>=0.4",
         "matplotlib>=3.7",
+        "av>=12",  # PyAV (bundled FFmpeg): audio of video-clip corpora (egs/meld)
     ],
     extras_require={
         "opensmile": ["opensmile>=2.5"],

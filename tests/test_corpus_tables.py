@@ -50,3 +50,17 @@ def test_match_by_path_case_and_name(tmp_path):
         ("c-d", True)]
     assert sorted(m.extra) == [("E/x5.flac", "not listed in the table"),
                                ("copy/x3.wav", "second copy of other place/C/x3.wav")]
+
+
+def test_name_fallback_never_takes_a_file_another_row_names(tmp_path):
+    """Corpora reuse file names across folders (CASIA's <speaker>/<emotion>/201.wav): a row
+    whose file is absent must not take the same-named file of a later row."""
+    rows = [TableRow("c-1", "s1/angry/201.wav", "angry", "fold1"),
+            TableRow("c-2", "s1/sad/201.wav", "sad", "fold1")]
+    _touch(tmp_path, "s1/sad/201.wav")
+    m = match_release(tmp_path, rows)
+    assert {k: p.relative_to(tmp_path).as_posix() for k, p in m.found.items()} == {
+        "c-2": "s1/sad/201.wav"}
+    assert [(r.key, why) for r, why in m.missing] == [
+        ("c-1", "listed in the table; the release's files of this name all belong to other "
+                "rows")]

@@ -143,10 +143,33 @@ def to_model_input(wav: np.ndarray, sr: int, cfg: AudioConfig, key: str = "?") -
     return x
 
 
+# torchaudio's polyphase filter has (rate / gcd) phases: fine for 48000 -> 16000 (3:1) or 44100
+# (441:160), but TESS's 24414 Hz gives 12207:8000 phases, a 12207 x 8000-tap kernel (~400 MB,
+# 10-20 s per file). Beyond this many phases the band-limited FFT method is used instead.
+MAX_POLYPHASE = 1000
+
+
 def _resample(x: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+    import math
+
     import torchaudio.functional as AF
 
-    return AF.resample(x, orig, new)
+    g = math.gcd(orig, new)
+    if max(orig, new) // g <= MAX_POLYPHASE:
+        return AF.resample(x, orig, new)
+    return _resample_fft(x, orig, new)
+
+
+def _resample_fft(x: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+    """Resampling by truncating (or zero-padding) the spectrum: an ideal low-pass at the lower
+    Nyquist frequency, any rate ratio, O(n log n) (as scipy.signal.resample)."""
+    n = x.shape[-1]
+    n_out = max(1, round(n * new / orig))
+    spec = torch.fft.rfft(x.double(), dim=-1)
+    keep = min(spec.shape[-1], n_out // 2 + 1)
+    out_spec = torch.zeros(*spec.shape[:-1], n_out // 2 + 1, dtype=spec.dtype)
+    out_spec[..., :keep] = spec[..., :keep]
+    return (torch.fft.irfft(out_spec, n=n_out, dim=-1) * (n_out / n)).to(x.dtype)
 
 
 def load_audio(entry: str, cfg: AudioConfig = AudioConfig(), key: str = "?",

@@ -53,6 +53,9 @@ UTT_TABLES: dict[str, tuple[int, int | None]] = {
     "utt2key": (2, 2),     # the corpus table's key (e.g. EmoBox's), sertk.data.release
     "utt2fold": (2, 2),    # the fold whose test part holds the utterance ("-": none)
     "utt2listener_emo": (2, None),  # per-annotator labels: <annotator>:<label> ...
+    "utt2lang": (2, 2),    # language code (multilingual corpora)
+    "utt2intensity": (2, 2),  # the corpus's intensity level of the portrayal
+    "utt2sentiment": (2, 2),  # sentiment label (MELD)
 }
 GENDERS = {"m", "f"}
 

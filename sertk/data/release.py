@@ -150,8 +150,10 @@ def match_release(root: str | Path, rows: list[TableRow], exts: Iterable[str] = 
                   files: list[str] | None = None) -> Match:
     """Find each row's file under ``root``: exact path, path ignoring case, then file name.
 
-    A file name found in several folders matches the copy whose path shares most trailing
-    folders with the table's path; the other copies are reported as duplicates.
+    Paths are matched for every row first, so that the file-name fallback of one row never
+    takes a file another row names by its path. A file name found in several folders matches
+    the unused copy whose path shares most trailing folders with the table's path; the other
+    copies are reported as second copies of the nearest matched one.
     """
     root = Path(root)
     files = scan_release(root, exts) if files is None else files
@@ -160,36 +162,46 @@ def match_release(root: str | Path, rows: list[TableRow], exts: Iterable[str] = 
     named: dict[str, list[str]] = defaultdict(list)
     for rel in files:
         folded[_norm(rel)].append(rel)
-        named[_norm(rel.rsplit("/", 1)[-1])].append(rel)
-    found: dict[str, Path] = {}
+        named[_basename(rel)].append(rel)
+    chosen: dict[str, str] = {}        # key -> release file
     used: dict[str, str] = {}          # release file -> key
-    missing: list[tuple[TableRow, str]] = []
-    by_name = 0
-    for row in rows:
+    for row in rows:                   # pass 1: by path
         rel = row.wav if row.wav in exact else None
         if rel is None and len(folded.get(_norm(row.wav), [])) == 1:
             rel = folded[_norm(row.wav)][0]
-        if rel is None:
-            cands = [c for c in named.get(_norm(row.wav.rsplit("/", 1)[-1]), []) if c not in used]
-            if cands:
-                rel = max(cands, key=lambda c: (_shared_tail(c, row.wav), c))
-                by_name += 1
-        if rel is None:
-            missing.append((row, "listed in the table, no file with this path or name in the "
+        if rel is not None and rel not in used:
+            chosen[row.key], used[rel] = rel, row.key
+    by_name = 0
+    missing: list[tuple[TableRow, str]] = []
+    for row in rows:                   # pass 2: by file name, among the files left
+        if row.key in chosen:
+            continue
+        cands = [c for c in named.get(_basename(row.wav), []) if c not in used]
+        if not cands:
+            missing.append((row, "listed in the table; the release's files of this name all "
+                                 "belong to other rows" if named.get(_basename(row.wav)) else
+                                 "listed in the table, no file with this path or name in the "
                                  "release"))
             continue
-        if rel in used:
-            missing.append((row, f"its file {rel} is already used by {used[rel]}"))
-            continue
-        used[rel] = row.key
-        found[row.key] = root / rel
+        rel = max(cands, key=lambda c: (_shared_tail(c, row.wav), c))
+        chosen[row.key], used[rel] = rel, row.key
+        by_name += 1
+    found = {row.key: root / chosen[row.key] for row in rows if row.key in chosen}
     extra = []
     for rel in files:
         if rel in used:
             continue
-        twins = [c for c in named[_norm(rel.rsplit("/", 1)[-1])] if c in used]
-        extra.append((rel, f"second copy of {twins[0]}" if twins else "not listed in the table"))
+        twins = [c for c in named[_basename(rel)] if c in used]
+        if twins:
+            twin = max(twins, key=lambda c: (_shared_tail(c, rel), c))
+            extra.append((rel, f"second copy of {twin}"))
+        else:
+            extra.append((rel, "not listed in the table"))
     return Match(found, missing, extra, by_name)
+
+
+def _basename(rel: str) -> str:
+    return _norm(rel.rsplit("/", 1)[-1])
 
 
 def _shared_tail(a: str, b: str) -> int:
@@ -233,7 +245,9 @@ def prepare(corpus_root: str | Path, table: str | Path, out: str | Path,
     ``labels`` maps every table label string to the recipe's vocabulary (an unmapped label is
     an error); ``describe(row, path)`` returns the :class:`Utterance` (or raises :class:`Skip`);
     ``extra_reason(relpath)`` may explain why a release file is not in the table (e.g. a class
-    the benchmark leaves out). Stops with a :class:`DataError` only when nothing is usable.
+    the benchmark leaves out, a split it does not use); it is asked for every unmatched file,
+    and its answer (when not None) replaces the generic reason. Stops with a
+    :class:`DataError` only when nothing is usable.
     """
     rows = read_table(table)
     unknown = sorted({r.emotion for r in rows} - set(labels))
@@ -241,8 +255,7 @@ def prepare(corpus_root: str | Path, table: str | Path, out: str | Path,
         raise DataError(f"{table}: labels without a mapping in the recipe: {' '.join(unknown)}")
     match = match_release(corpus_root, rows, exts)
     if extra_reason is not None:
-        match.extra = [(rel, extra_reason(rel) or why) if why == "not listed in the table"
-                       else (rel, why) for rel, why in match.extra]
+        match.extra = [(rel, extra_reason(rel) or why) for rel, why in match.extra]
     out = Path(out)
     utts: dict[str, tuple[TableRow, Utterance, Path]] = {}
     skipped: list[tuple[str, str]] = []

@@ -7,9 +7,11 @@
 #                             utterance ids prefixed by speaker ids, keys sorted (LC_ALL=C).
 #   DIR/folds/<fold>/{train,dev,test}/   one data dir per set of each fold; dev must come
 #                             from training speakers, never from test speakers.
-# Tools: `sertk data folds DIR/all DIR/folds --test-speakers SPEC` builds folds from a list of
-# test speakers per fold; `sertk data subset`, `sertk data trim`, `sertk data validate`.
-# See egs/ravdess/ser1/local/data.sh for a complete example.
+# Tools: `sertk data folds DIR/all DIR/folds --test-speakers SPEC | --test-table utt2fold | --loso`
+# builds folds (test speakers per fold, a corpus table's folds, leave one speaker out);
+# sertk.data.release matches a release against a table and reports what is missing or extra;
+# `sertk data subset`, `sertk data trim`, `sertk data validate`.
+# Step by step: egs/TEMPLATE/ser1/README.md; complete examples: egs/emodb/ser1, egs/ravdess/ser1.
 set -euo pipefail
 datadir=data
 . parse_options.sh
