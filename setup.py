@@ -28,6 +28,7 @@ setup(
         "pyyaml>=6.0",
         "safetensors>=0.4",
         "matplotlib>=3.7",
+        "sentencepiece>=0.2",  # sertk tokenizer (transcripts -> units for CTC / text models)
         "av>=12",  # PyAV (bundled FFmpeg): audio of video-clip corpora (egs/meld)
     ],
     extras_require={

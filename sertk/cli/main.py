@@ -16,11 +16,12 @@ app = typer.Typer(help="sertk: speech emotion recognition toolkit (Kaldi/ESPnet-
 
 
 def _register() -> None:
-    from sertk.cli import data, feats, infer, models, score, train
+    from sertk.cli import data, feats, infer, models, score, tokenizer, train
 
     app.add_typer(data.app, name="data")
     app.add_typer(feats.app, name="feats")
     app.add_typer(models.app, name="models")
+    app.add_typer(tokenizer.app, name="tokenizer")
     train.register(app)
     score.register(app)
     infer.register(app)

@@ -1,0 +1,1 @@
+"""Text: tokenizers for transcripts (sentencepiece units or characters)."""
