@@ -77,3 +77,32 @@ def test_score_cli_writes_results_and_png(tmp_path):
                     "--markdown", tmp_path / "agg" / "RESULTS.md", "--command", "./run.sh")
     assert "2 folds: UA 75.00 ± 0.00" in agg.stdout
     assert "| **mean ± std** | **75.00 ± 0.00**" in (tmp_path / "agg" / "RESULTS.md").read_text()
+
+
+def test_average_posteriors_late_fusion(tmp_path):
+    """bin/average_posteriors.py: the mean of systems' posteriors, its arg-max, clear errors."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def write(name, rows):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps({"key": k, "label": max(p, key=p.get),
+                                            "posteriors": p}) + "\n" for k, p in rows.items()))
+        return path
+
+    a = write("a.jsonl", {"u1": {"sad": 0.6, "happy": 0.4}, "u2": {"sad": 0.2, "happy": 0.8}})
+    b = write("b.jsonl", {"u1": {"sad": 0.1, "happy": 0.9}, "u2": {"sad": 0.3, "happy": 0.7}})
+    tool = str(REPO / "bin" / "average_posteriors.py")
+    subprocess.run([sys.executable, tool, tmp_path / "out", a, b], check=True,
+                   capture_output=True)
+    assert (tmp_path / "out" / "hyp.txt").read_text() == "u1 happy\nu2 happy\n"
+    post = [json.loads(x) for x in
+            (tmp_path / "out" / "posteriors.jsonl").read_text().splitlines()]
+    assert post[0]["posteriors"] == {"happy": 0.65, "sad": 0.35}
+    c = write("c.jsonl", {"u1": {"sad": 0.5, "happy": 0.5}})
+    proc = subprocess.run([sys.executable, tool, tmp_path / "o2", a, c], capture_output=True,
+                          text=True)
+    assert proc.returncode == 1 and "other utterances or classes" in proc.stderr
