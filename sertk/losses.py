@@ -1,12 +1,15 @@
-"""Classification losses: cross-entropy (optionally class-weighted, label-smoothed) and focal.
+"""Losses: cross-entropy (optionally class-weighted, label-smoothed) and focal for categories;
+CCC for dimensional targets.
 
 Config (``loss:`` in a training config)::
 
-    name: ce | focal
+    name: ce | focal | ccc
     class_weights: false    # true: weights = inverse class frequency in the training set,
                             # normalised to mean 1 (Ando et al. 2021)
     label_smoothing: 0.0    # ce only
     gamma: 2.0              # focal only (Lin et al. 2017; LIGHT-SERNET uses 2)
+    weights: [1, 1, 1]      # ccc only: a, b, c of 1 - a CCC_aro - b CCC_val - c CCC_dom
+                            # (Atmaja & Akagi use 0.7, 0.2, 1.0)
 """
 
 from __future__ import annotations
@@ -48,6 +51,30 @@ class FocalLoss(nn.Module):
         return per_class.sum(-1).mean()
 
 
+def batch_ccc(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CCC of each column of ``[B, D]`` predictions against targets (population moments)."""
+    pred, target = pred.float(), target.float()
+    mp, mt = pred.mean(0), target.mean(0)
+    cov = ((pred - mp) * (target - mt)).mean(0)
+    denom = pred.var(0, unbiased=False) + target.var(0, unbiased=False) + (mp - mt) ** 2
+    return 2 * cov / denom.clamp_min(1e-8)
+
+
+class CCCLoss(nn.Module):
+    """``1 - sum_d w_d CCC_d`` over a batch of ``[B, D]`` dimensional predictions (the
+    multi-task CCC loss of Atmaja & Akagi; with weights 1 each, Tzirakis et al.'s)."""
+
+    def __init__(self, weights: Sequence[float] = (1.0, 1.0, 1.0)):
+        super().__init__()
+        self.register_buffer("weights", torch.tensor([float(w) for w in weights]))
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.shape != target.shape or pred.shape[-1] != len(self.weights):
+            raise SertkError(f"ccc loss: predictions {tuple(pred.shape)} and targets "
+                             f"{tuple(target.shape)} must both be [batch, {len(self.weights)}]")
+        return 1 - (self.weights * batch_ccc(pred, target)).sum()
+
+
 def build_loss(cfg: dict[str, Any], class_counts: Sequence[int]) -> nn.Module:
     """Both losses accept class indices or probabilities (soft labels) as targets."""
     cfg = dict(cfg or {})
@@ -58,8 +85,10 @@ def build_loss(cfg: dict[str, Any], class_counts: Sequence[int]) -> nn.Module:
             weight=weight, label_smoothing=float(cfg.pop("label_smoothing", 0.0)))
     elif name == "focal":
         loss = FocalLoss(gamma=float(cfg.pop("gamma", 2.0)), weight=weight)
+    elif name == "ccc":
+        loss = CCCLoss(cfg.pop("weights", (1.0, 1.0, 1.0)))
     else:
-        raise SertkError(f"unknown loss {name!r}; known: ce, focal")
+        raise SertkError(f"unknown loss {name!r}; known: ce, focal, ccc")
     if cfg:
         raise SertkError(f"unknown options for loss {name!r}: {', '.join(sorted(cfg))}")
     return loss

@@ -22,10 +22,14 @@ def register(app: typer.Typer) -> None:
               title: str = typer.Option("", help="title of the confusion-matrix picture"),
               markdown: Path = typer.Option(None, help="with --fold: also write a Markdown "
                                                        "table (e.g. EXP/RESULTS.md)"),
-              command: str = typer.Option("", help="command to quote in the Markdown")
+              command: str = typer.Option("", help="command to quote in the Markdown"),
+              dim: bool = typer.Option(False, "--dim", help="dimensional: --ref utt2dim, --hyp "
+                                                            "'utt a v d'; CCC, MSE, Pearson "
+                                                            "and a scatter plot")
               ) -> None:
         """WA, UA, macro-F1, per-class recall, confusion matrix (text + PNG); or, with
-        --fold, mean ± std over folds and the pooled confusion matrix."""
+        --fold, mean ± std over folds and the pooled confusion matrix. With --dim: CCC, MSE
+        and Pearson's r per dimension (arousal, valence, dominance)."""
         from sertk.data.dataset import read_labels
         from sertk.data.kaldi_table import read_table
         from sertk.scoring import aggregate, read_hyp, summary_line, write_results
@@ -37,6 +41,9 @@ def register(app: typer.Typer) -> None:
                 if not f.is_file():
                     raise SertkError(f"fold results not found: {f}")
                 results.append(json.loads(f.read_text()))
+            if results[0].get("task") == "dimensional":
+                _aggregate_dims(results, out_dir)
+                return
             agg = aggregate(results, [str(f) for f in folds])
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "results.json").write_text(json.dumps(agg, indent=2) + "\n")
@@ -56,11 +63,34 @@ def register(app: typer.Typer) -> None:
             return
         if ref is None or hyp is None:
             raise SertkError("give --ref and --hyp (or --fold ... to aggregate)")
+        if dim:
+            _score_dims(ref, hyp, out_dir, title)
+            return
         refs = read_table(ref, 2, 2)
         lab = read_labels(labels) if labels else sorted(set(refs.values()))
         res = run(refs, read_hyp(hyp), lab)
         write_results(res, out_dir, title)
         typer.echo(summary_line(res))
+
+    def _score_dims(ref: Path, hyp: Path, out_dir: Path, title: str) -> None:
+        from sertk.scoring_dim import plot_scatter, read_dims, score_dims, summary_dims
+
+        refs, hyps = read_dims(ref), read_dims(hyp)
+        res = score_dims(refs, hyps)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+        plot_scatter(refs, hyps, out_dir / "scatter.png", title)
+        typer.echo(f"{summary_dims(res)}  ({res['num_utts']} utts)")
+
+    def _aggregate_dims(results: list[dict], out_dir: Path) -> None:
+        from sertk.scoring_dim import aggregate_dims, summary_dims
+
+        if any(r.get("task") != "dimensional" for r in results):
+            raise SertkError("aggregate: dimensional and categorical fold results mixed")
+        agg = aggregate_dims(results)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.json").write_text(json.dumps(agg, indent=2) + "\n")
+        typer.echo(f"{len(results)} folds: {summary_dims(agg)}")
 
     @app.command()
     def predict(model: Path = typer.Option(..., help="experiment dir or packed model.zip"),
