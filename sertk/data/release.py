@@ -101,6 +101,17 @@ def read_table(path: str | Path) -> list[TableRow]:
     return rows
 
 
+def write_rows(path: str | Path, rows: Iterable[TableRow]) -> None:
+    """Write rows as a table :func:`read_table` reads (plain TSV with the header), e.g. a
+    recipe's table extended with the release's own training files or remapped paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(TABLE_HEADER)
+        writer.writerows([r.key, r.wav, r.emotion, r.fold] for r in rows)
+
+
 def compact_emobox(corpus_dir: str | Path, out: str | Path) -> int:
     """Write EmoBox's ``utterances.tsv`` + ``folds.tsv`` of one corpus as one compressed table.
 

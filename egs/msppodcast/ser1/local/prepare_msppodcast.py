@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sertk.data.release import (
-    TABLE_HEADER,
     Skip,
     TableRow,
     Utterance,
@@ -48,6 +47,7 @@ from sertk.data.release import (
     prepare,
     read_table,
     scan_release,
+    write_rows,
 )
 from sertk.errors import DataError
 
@@ -238,14 +238,6 @@ def _preference(rel: str) -> tuple[bool, int, str]:
     """Sort key of a file's copies: in a folder Audios/ or Audio/ first, then the shallowest."""
     parts = rel.lower().split("/")
     return (len(parts) < 2 or parts[-2] not in ("audios", "audio"), len(parts), rel)
-
-
-def write_rows(path: Path, rows: list[TableRow]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        writer.writerow(TABLE_HEADER)
-        writer.writerows([r.key, r.wav, r.emotion, r.fold] for r in rows)
 
 
 def load_labels(root: Path, tested: set[str]

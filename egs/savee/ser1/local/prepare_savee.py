@@ -16,19 +16,18 @@ matched is kept in DATA_DIR/../local/<name>_table.tsv.
 
 from __future__ import annotations
 
-import csv
 import re
 import sys
 from pathlib import Path
 
 from sertk.data.release import (
-    TABLE_HEADER,
     Skip,
     TableRow,
     Utterance,
     read_table,
     run_cli,
     scan_release,
+    write_rows,
 )
 from sertk.errors import DataError
 
@@ -62,14 +61,6 @@ def per_speaker_table(root: Path, rows: list[TableRow]) -> tuple[list[TableRow],
         else:
             out.append(row)
     return out, moved
-
-
-def write_rows(path: Path, rows: list[TableRow]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        writer.writerow(TABLE_HEADER)
-        writer.writerows([r.key, r.wav, r.emotion, r.fold] for r in rows)
 
 
 def describe(row: TableRow, path: Path) -> Utterance:
