@@ -76,7 +76,8 @@ class CCCLoss(nn.Module):
 
 
 def build_loss(cfg: dict[str, Any], class_counts: Sequence[int]) -> nn.Module:
-    """Both losses accept class indices or probabilities (soft labels) as targets."""
+    """``ce`` and ``focal`` (categorical task) accept class indices or probabilities (soft
+    labels) as targets; ``ccc`` and ``mse`` (dimensional task) take ``[B, D]`` values."""
     cfg = dict(cfg or {})
     name = cfg.pop("name", "ce")
     weight = inverse_frequency_weights(class_counts) if cfg.pop("class_weights", False) else None
@@ -87,8 +88,10 @@ def build_loss(cfg: dict[str, Any], class_counts: Sequence[int]) -> nn.Module:
         loss = FocalLoss(gamma=float(cfg.pop("gamma", 2.0)), weight=weight)
     elif name == "ccc":
         loss = CCCLoss(cfg.pop("weights", (1.0, 1.0, 1.0)))
+    elif name == "mse":
+        loss = nn.MSELoss()
     else:
-        raise SertkError(f"unknown loss {name!r}; known: ce, focal, ccc")
+        raise SertkError(f"unknown loss {name!r}; known: ce, focal, ccc, mse")
     if cfg:
         raise SertkError(f"unknown options for loss {name!r}: {', '.join(sorted(cfg))}")
     return loss

@@ -89,6 +89,28 @@ def summary_dims(res: Mapping[str, Any]) -> str:
                      for i, d in enumerate(DIMS))
 
 
+def results_markdown_dims(agg: Mapping[str, Any], fold_names: Sequence[str], title: str = "",
+                          command: str = "") -> str:
+    """A Markdown section for dimensional folds: CCC per fold and dimension, mean ± std of
+    CCC, MSE and Pearson's r, and the command."""
+    dims = agg["dims"]
+    lines = [f"## {title}" if title else "## Results", ""]
+    if command:
+        lines += ["Command:", "", f"    {command}", ""]
+    lines += [f"Protocol: {agg['num_folds']} fold(s), dimensions {' '.join(dims)}; CCC = "
+              "concordance correlation coefficient; mean ± std (population) over folds.", "",
+              "| fold | " + " | ".join(f"CCC {d}" for d in dims) + " |",
+              "|---|" + "---|" * len(dims)]
+    for i, name in enumerate(fold_names):
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in agg["CCC"]["folds"][i])
+                     + " |")
+    for metric in ("CCC", "MSE", "Pearson"):
+        m = agg[metric]
+        lines.append(f"| **{metric} mean ± std** | " + " | ".join(
+            f"{mu:.3f} ± {sd:.3f}" for mu, sd in zip(m["mean"], m["std"])) + " |")
+    return "\n".join(lines + [""])
+
+
 def plot_scatter(ref: Mapping[str, np.ndarray], hyp: Mapping[str, np.ndarray],
                  path: str | Path, title: str = "") -> None:
     """Predicted against true values, one panel per dimension, with the identity line."""

@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
               utt2spk: Path = typer.Option(None, help="'key speaker' lines; needed by models "
                                                       "trained with per-speaker CMVN"),
               progress: bool = typer.Option(True)) -> None:
-        """Write one JSON line per file: key, label and the posterior of every class."""
+        """Write one JSON line per file: key, label and the posterior of every class (and
+        text, the transcript, for a model with a CTC head packed with its tokenizer)."""
         from sertk.infer.packed import load_packed
         from sertk.infer.recognizer import (
             Recognizer,

@@ -42,7 +42,8 @@ def register(app: typer.Typer) -> None:
                     raise SertkError(f"fold results not found: {f}")
                 results.append(json.loads(f.read_text()))
             if results[0].get("task") == "dimensional":
-                _aggregate_dims(results, out_dir)
+                _aggregate_dims(results, out_dir, markdown,
+                                [f.parent.parent.name for f in folds], title, command)
                 return
             agg = aggregate(results, [str(f) for f in folds])
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,14 +83,17 @@ def register(app: typer.Typer) -> None:
         plot_scatter(refs, hyps, out_dir / "scatter.png", title)
         typer.echo(f"{summary_dims(res)}  ({res['num_utts']} utts)")
 
-    def _aggregate_dims(results: list[dict], out_dir: Path) -> None:
-        from sertk.scoring_dim import aggregate_dims, summary_dims
+    def _aggregate_dims(results: list[dict], out_dir: Path, markdown: Path | None,
+                        names: list[str], title: str, command: str) -> None:
+        from sertk.scoring_dim import aggregate_dims, results_markdown_dims, summary_dims
 
         if any(r.get("task") != "dimensional" for r in results):
             raise SertkError("aggregate: dimensional and categorical fold results mixed")
         agg = aggregate_dims(results)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "results.json").write_text(json.dumps(agg, indent=2) + "\n")
+        if markdown:
+            markdown.write_text(results_markdown_dims(agg, names, title, command))
         typer.echo(f"{len(results)} folds: {summary_dims(agg)}")
 
     @app.command()

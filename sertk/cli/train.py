@@ -37,5 +37,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"trained {res['best_epoch']} epochs without a validation set; "
                        f"model: {exp / 'model.safetensors'}")
         elif os.environ.get("RANK", "0") == "0":
-            typer.echo(f"best valid UA {100 * res['best_ua']:.2f} at epoch {res['best_epoch']}; "
+            best = f"CCC {res['best_ua']:.4f}" if cfg.get("task") == "dimensional" \
+                else f"UA {100 * res['best_ua']:.2f}"
+            typer.echo(f"best valid {best} at epoch {res['best_epoch']}; "
                        f"model: {exp / 'model.safetensors'}")

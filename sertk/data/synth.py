@@ -73,8 +73,11 @@ def make_speakers(num: int, seed: int = 0) -> list[Speaker]:
 
 
 def synthesize(style: EmotionStyle, spk: Speaker, rng: np.random.Generator,
-               sample_rate: int = 16000, duration: float = 2.0) -> np.ndarray:
-    """One utterance as float32 samples in [-1, 1]."""
+               sample_rate: int = 16000, duration: float = 2.0,
+               drawn: dict[str, float] | None = None) -> np.ndarray:
+    """One utterance as float32 samples in [-1, 1]; ``drawn`` receives the utterance's
+    random prosody (``rate`` relative to the style's, ``f0`` relative to the speaker's,
+    ``tilt``, ``energy``)."""
     n = int(duration * sample_rate)
     t = np.arange(n) / sample_rate
     out = np.zeros(n)
@@ -101,9 +104,51 @@ def synthesize(style: EmotionStyle, spk: Speaker, rng: np.random.Generator,
         out[start:stop] += seg * window
         pos += syl_len + rng.uniform(0.3, 0.6) / rate
     out /= np.abs(out).max() + 1e-9
-    out *= style.energy * rng.uniform(0.8, 1.0) * 0.8
+    energy = style.energy * rng.uniform(0.8, 1.0)
+    out *= energy * 0.8
+    if drawn is not None:
+        drawn.update(rate=rate / (style.rate * spk.rate_scale), f0=base / spk.f0, tilt=tilt,
+                     energy=energy)
     out += rng.normal(0, 0.003, n)
     return np.clip(out, -1, 1).astype(np.float32)
+
+
+# a fixed valence per emotion (Russell's circumplex: happy positive, sad/angry negative)
+VALENCE = {"neutral": 0.0, "happy": 0.7, "sad": -0.6, "angry": -0.5}
+# simulated listeners: (probability of hearing the intended emotion, what they hear otherwise
+# (None: any other emotion), probability of labelling a given utterance)
+LISTENERS = {"L1": (0.9, None, 1.0), "L2": (0.7, {"sad": "neutral", "angry": "neutral"}, 0.8),
+             "L3": (0.7, {"angry": "happy", "happy": "angry"}, 0.8), "L4": (0.5, None, 0.5)}
+
+
+def dimensions(emotion: str, style: EmotionStyle, drawn: dict[str, float],
+               rng: np.random.Generator) -> tuple[float, float, float]:
+    """Arousal, valence, dominance in [-1, 1] from the utterance's drawn prosody: arousal
+    from energy, tempo and f0 level; valence from the emotion and the contour's slope;
+    dominance from energy and spectral tilt; each with a little rating noise."""
+    energy, rate = drawn["energy"], style.rate * drawn["rate"]
+    f0 = style.f0_scale * drawn["f0"]
+    arousal = 2 * (0.5 * energy + 0.3 * (rate - 2.5) / 3.5 + 0.2 * (f0 - 0.8) / 0.55) - 1
+    valence = VALENCE.get(emotion, 0.0) + 0.1 * style.slope / 2.5
+    dominance = 2 * (0.6 * energy + 0.4 * (2.1 - drawn["tilt"]) / 1.5) - 1
+    vals = np.array([arousal, valence, dominance]) + rng.normal(0, 0.08, 3)
+    return tuple(float(v) for v in np.clip(vals, -1, 1))
+
+
+def listener_labels(emotion: str, emotions: list[str], rng: np.random.Generator) -> str:
+    """``L1:label L2:label ...`` of the simulated listeners who label this utterance (at
+    least one), each with its own accuracy and confusions."""
+    tokens = []
+    for name, (acc, confusions, p_label) in LISTENERS.items():
+        if rng.uniform() >= p_label and (tokens or name != "L4"):
+            continue
+        heard = emotion
+        if rng.uniform() >= acc:
+            wrong = (confusions or {}).get(emotion)
+            others = [e for e in emotions if e != emotion]
+            heard = wrong if wrong in emotions else str(rng.choice(others)) if others else emotion
+        tokens.append(f"{name}:{heard}")
+    return " ".join(tokens)
 
 
 def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 10,
@@ -114,18 +159,27 @@ def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 1
 
     Utterance ids are ``<spk>_<emotion>_<n>`` so that they sort with their speaker. Every fifth
     speaker's files are written as 2-channel 24 kHz FLAC to exercise resampling and downmixing.
+    Besides ``utt2emo`` the data directory gets ``utt2dim`` (arousal valence dominance,
+    :func:`dimensions`) and ``utt2listener_emo`` (simulated listeners, :data:`LISTENERS`),
+    drawn from a generator of their own so that the audio does not depend on them.
     """
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     emotions = emotions or list(STYLES)
     rng = np.random.default_rng(seed)
+    label_rng = np.random.default_rng([seed, 1])
     wav_scp, utt2spk, utt2emo, utt2gender, utt2dur = {}, {}, {}, {}, {}
+    utt2dim, utt2listener = {}, {}
     for spk in make_speakers(num_speakers, seed):
         odd_format = spk.name.endswith(("05", "10", "15", "20"))
         for emo in emotions:
             for k in range(utts_per_emotion):
                 utt = f"{spk.name}_{emo}_{k:02d}"
                 dur = float(rng.uniform(*duration))
-                wav = synthesize(STYLES[emo], spk, rng, sample_rate, dur)
+                drawn: dict[str, float] = {}
+                wav = synthesize(STYLES[emo], spk, rng, sample_rate, dur, drawn)
+                dims = dimensions(emo, STYLES[emo], drawn, label_rng)
+                utt2dim[utt] = " ".join(f"{v:.3f}" for v in dims)
+                utt2listener[utt] = listener_labels(emo, emotions, label_rng)
                 path = (out_dir / spk.name / f"{utt}.{'flac' if odd_format else 'wav'}").resolve()
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if odd_format:
@@ -148,4 +202,6 @@ def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 1
     write_table(data_dir / "utt2emo", utt2emo)
     write_table(data_dir / "utt2gender", utt2gender)
     write_table(data_dir / "utt2dur", utt2dur)
+    write_table(data_dir / "utt2dim", utt2dim)
+    write_table(data_dir / "utt2listener_emo", utt2listener)
     return data_dir

@@ -6,6 +6,7 @@ from sertk.features import (  # noqa: F401  (register front ends)
     opensmile_fe,
     spectrogram,
     ssl,
+    waveform,
 )
 from sertk.features.registry import FEATURES, FeatureConfig, build_frontend
 

@@ -4,11 +4,19 @@
 ``feats.yaml`` (the front end), ``labels.txt``, ``cmvn.ark`` (Kaldi-format statistics, also
 folded into the weights) and ``model.safetensors``. An experiment directory written by
 ``sertk train`` has the same files and can be loaded directly.
+
+A model's local files travel with it: a model with ``model.conf.tokenizer`` (CTC heads) gets
+its tokenizer under ``tokenizer/`` (from ``EXP/tokenizer/``, else the configured path) and the
+pack's config points there; a model class with ``portable_conf(conf)`` rewrites its conf for
+the pack (e.g. an SSL checkpoint path replaced by the architecture, the weights being in
+``model.safetensors``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +30,14 @@ from sertk.errors import SertkError
 from sertk.features.cmvn import norm_vars_of
 from sertk.features.registry import FeatureConfig
 from sertk.models.classifier import EmotionClassifier, members_of
+from sertk.models.registry import MODELS
+from sertk.text.tokenizer import Tokenizer
 
+log = logging.getLogger(__name__)
 REQUIRED = ("config.yaml", "feats.yaml", "labels.txt", "cmvn.ark", "model.safetensors")
 OPTIONAL = ("metrics.csv",)
+TOKENIZER_DIR = "tokenizer"
+TOKENIZER_FILES = ("tokenizer.yaml", "tokens.txt", "sp.model")
 
 
 @dataclass
@@ -33,10 +46,61 @@ class PackedModel:
     labels: list[str]
     feats: FeatureConfig
     config: dict[str, Any]
+    tokenizer: Tokenizer | None = None
 
     def to(self, device: torch.device | str) -> PackedModel:
         self.model.to(device)
         return self
+
+    @property
+    def transcribes(self) -> bool:
+        """The network has a ``transcribe`` method (CTC head) and its tokenizer is here."""
+        return self.tokenizer is not None and hasattr(self.model.net, "transcribe")
+
+    @torch.no_grad()
+    def transcribe(self, feats: list[torch.Tensor], device: torch.device | str = "cpu",
+                   chunk: int | None = None, batch_size: int = 16) -> list[str]:
+        """Transcripts of ``[T, D]`` feature matrices; ``chunk``: cut each into consecutive
+        pieces of that many frames (long audio), transcribed separately and joined."""
+        pieces = [(i, f[s:s + (chunk or len(f))]) for i, f in enumerate(feats)
+                  for s in range(0, max(1, len(f)), chunk or max(1, len(f)))]
+        texts: list[list[str]] = [[] for _ in feats]
+        for start in range(0, len(pieces), batch_size):
+            batch = pieces[start:start + batch_size]
+            x = torch.nn.utils.rnn.pad_sequence([p for _, p in batch], batch_first=True)
+            lengths = torch.tensor([len(p) for _, p in batch], device=device)
+            ids = self.model.net.transcribe(self.model.cmvn(x.to(device)), lengths)
+            for (i, _), seq in zip(batch, ids):
+                texts[i].append(self.tokenizer.decode(seq))
+        return [" ".join(t for t in parts if t) for parts in texts]
+
+
+def _tokenizer_source(exp_dir: Path, conf: dict[str, Any]) -> Path | None:
+    """The tokenizer directory of an experiment whose model has ``conf["tokenizer"]``:
+    ``EXP/tokenizer`` (the trainer's copy), else the configured path; None if neither."""
+    if not conf.get("tokenizer"):
+        return None
+    for path in (exp_dir / TOKENIZER_DIR, Path(str(conf["tokenizer"])).expanduser()):
+        if (path / "tokenizer.yaml").is_file():
+            return path
+    return None
+
+
+def _pack_config(exp_dir: Path, config: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
+    """The config a pack holds (see the module docstring) and the tokenizer to pack."""
+    mcfg = config.get("model") or {}
+    conf = dict(mcfg.get("conf") or {})
+    builder = MODELS.get(mcfg.get("name", "")).builder
+    new = builder.portable_conf(conf) if hasattr(builder, "portable_conf") else dict(conf)
+    tokenizer = _tokenizer_source(exp_dir, conf)
+    if conf.get("tokenizer"):
+        if tokenizer is None:
+            raise SertkError(f"cannot pack {exp_dir}: its tokenizer {conf['tokenizer']} "
+                             f"(model.conf.tokenizer) is not found, nor {TOKENIZER_DIR}/ in it")
+        new["tokenizer"] = TOKENIZER_DIR
+    if new == conf:
+        return config, tokenizer
+    return {**config, "model": {**mcfg, "conf": new}}, tokenizer
 
 
 def pack(exp_dir: str | Path, out: str | Path, extra: list[str | Path] | None = None) -> Path:
@@ -45,11 +109,20 @@ def pack(exp_dir: str | Path, out: str | Path, extra: list[str | Path] | None = 
     missing = [n for n in REQUIRED if not (exp_dir / n).is_file()]
     if missing:
         raise SertkError(f"cannot pack {exp_dir}: missing {', '.join(missing)} (train first)")
+    config = yaml.safe_load((exp_dir / "config.yaml").read_text())
+    packed_config, tokenizer = _pack_config(exp_dir, config)
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name in (*REQUIRED, *OPTIONAL):
-            if (exp_dir / name).is_file():
+            if name == "config.yaml" and packed_config is not config:
+                zf.writestr(name, yaml.safe_dump(packed_config, sort_keys=False))
+            elif (exp_dir / name).is_file():
                 zf.write(exp_dir / name, name)
+        for name in TOKENIZER_FILES:
+            if tokenizer is not None and (tokenizer / name).is_file():
+                zf.write(tokenizer / name, f"{TOKENIZER_DIR}/{name}")
+        for path in sorted((exp_dir / "aux").glob("*.txt")):  # auxiliary vocabularies
+            zf.write(path, f"aux/{path.name}")
         for path in extra or []:
             zf.write(path, Path(path).name)
         zf.writestr("meta.json", json.dumps({"format": "sertk-packed-model", "version": 1}))
@@ -87,6 +160,23 @@ def _read_members(path: Path) -> dict[str, bytes]:
         raise SertkError(f"{path} is not a packed sertk model (not a zip file)") from None
 
 
+def _load_tokenizer(path: Path, conf: dict[str, Any]) -> Tokenizer | None:
+    """The tokenizer of a model with ``conf["tokenizer"]``: the pack's ``tokenizer/``, or
+    for an experiment directory :func:`_tokenizer_source`."""
+    if not conf.get("tokenizer"):
+        return None
+    if path.is_dir():
+        source = _tokenizer_source(path, conf)
+        if source is None:
+            log.warning("%s: tokenizer %s not found: no transcripts", path, conf["tokenizer"])
+        return Tokenizer(source) if source else None
+    with zipfile.ZipFile(path) as zf, tempfile.TemporaryDirectory() as tmp:
+        names = [n for n in zf.namelist() if n.startswith(f"{TOKENIZER_DIR}/")]
+        for name in names:
+            (Path(tmp) / Path(name).name).write_bytes(zf.read(name))
+        return Tokenizer(tmp) if names else None  # read into memory: tmp may go
+
+
 def load_packed(path: str | Path, device: torch.device | str = "cpu") -> PackedModel:
     """Load a packed model (zip), a trained experiment directory or a shipped model by name
     (:func:`shipped_models`)."""
@@ -111,4 +201,4 @@ def load_packed(path: str | Path, device: torch.device | str = "cpu") -> PackedM
         raise SertkError(f"{path}: weights do not match the model config: "
                          f"{str(exc).splitlines()[0]}") from None
     model.eval().to(device)
-    return PackedModel(model, labels, feats, config)
+    return PackedModel(model, labels, feats, config, _load_tokenizer(path, mcfg.get("conf") or {}))

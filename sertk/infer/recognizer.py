@@ -35,16 +35,24 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".s
 @torch.no_grad()
 def posteriors(packed: PackedModel, feats: list[torch.Tensor], device: torch.device | str
                ) -> torch.Tensor:
-    """Softmax posteriors ``[N, C]`` for a padded batch of ``[T, D]`` features."""
+    """Softmax posteriors ``[N, C]`` for a padded batch of ``[T, D]`` features (the
+    predicted values of a dimensional model)."""
     lengths = torch.tensor([f.shape[0] for f in feats])
     x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
-    return torch.softmax(packed.model(x, lengths.to(device)).float(), dim=-1).cpu()
+    out = packed.model(x, lengths.to(device)).float()
+    return (out if is_dimensional(packed) else torch.softmax(out, dim=-1)).cpu()
+
+
+def is_dimensional(packed: PackedModel) -> bool:
+    """A model of ``task: dimensional``: its labels are dimension names, outputs values."""
+    return packed.config.get("task") == "dimensional"
 
 
 def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
                  device: str = "cpu", batch_size: int = 32, progress: bool = True
                  ) -> dict[str, str]:
-    """Write ``posteriors.jsonl`` and ``hyp.txt`` (``utt label``) for a dump directory.
+    """Write ``posteriors.jsonl`` and ``hyp.txt`` (``utt label``; a dimensional model:
+    ``utt v1 v2 ...`` in its dimension order, an ``utt2dim``-style table) for a dump directory.
 
     A model trained with ``train.eval_segment`` scores each utterance as the mean posterior
     of its windows, as in its validation.
@@ -54,7 +62,8 @@ def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
     segment = (packed.config.get("train") or {}).get("eval_segment")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ds = FeatsDataset(data_dir, packed.labels, require_labels=False)
+    ds = FeatsDataset(data_dir, None if is_dimensional(packed) else packed.labels,
+                      require_labels=False)
     sampler = BucketBatchSampler(ds.lengths, batch_size, shuffle=False)
     loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=pad_collate)
     hyp: dict[str, str] = {}
@@ -66,11 +75,13 @@ def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
                 post = segment_posteriors(packed.model, batch["feats"], batch["lengths"],
                                           tuple(segment), device)
             else:
-                logits = packed.model(batch["feats"].to(device), batch["lengths"].to(device))
-                post = torch.softmax(logits.float(), -1).cpu()
+                post = posteriors(packed, [f[:n] for f, n in zip(batch["feats"],
+                                                                 batch["lengths"].tolist())],
+                                  device)
         for key, p in zip(batch["keys"], post):
-            records[key] = _record(key, p, packed.labels)
-            hyp[key] = records[key]["label"]
+            records[key] = _record(key, p, packed.labels, is_dimensional(packed))
+            hyp[key] = " ".join(f"{v:.4f}" for v in p.tolist()) if is_dimensional(packed) \
+                else records[key]["label"]
     with (out_dir / "posteriors.jsonl").open("w") as fh:
         for key in sorted(records):
             fh.write(json.dumps(records[key]) + "\n")
@@ -78,7 +89,10 @@ def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
     return hyp
 
 
-def _record(key: str, post: torch.Tensor, labels: list[str]) -> dict[str, Any]:
+def _record(key: str, post: torch.Tensor, labels: list[str], dimensional: bool = False
+            ) -> dict[str, Any]:
+    if dimensional:
+        return {"key": key, "dims": {n: round(float(v), 6) for n, v in zip(labels, post)}}
     return {"key": key, "label": labels[int(post.argmax())],
             "posteriors": {lab: round(float(p), 6) for lab, p in zip(labels, post)}}
 
@@ -195,6 +209,17 @@ class Recognizer:
             out.append((key, entry, f, err))
         return out
 
+    def _add_transcripts(self, chunk: list[tuple[str, str, torch.Tensor | None, str | None]],
+                         results: list[dict[str, Any]]) -> None:
+        """``text``: the transcript of every recognised input (a model with a CTC head and
+        its tokenizer); with windows, of consecutive windows of their length, joined."""
+        ok = [(rec, feats) for rec, (_, _, feats, _) in zip(results, chunk) if feats is not None]
+        texts = self.packed.transcribe([f for _, f in ok], self.device,
+                                       self.window[0] if self.window else None,
+                                       self.batch_size)
+        for (rec, _), text in zip(ok, texts):
+            rec["text"] = text
+
     def recognize(self, items: Iterable[tuple[str, str]], skip_bad: bool = False,
                   progress: bool = True) -> Iterator[dict[str, Any]]:
         """Yield one record per input; bad audio raises, or with ``skip_bad`` yields
@@ -227,13 +252,16 @@ class Recognizer:
                     continue
                 rows = [(p, piece) for p, piece in zip(post, pieces) if piece[0] == ridx]
                 mean = torch.stack([p for p, _ in rows]).mean(0)
-                rec.update(_record(rec["key"], mean, self.packed.labels))
+                dims = is_dimensional(self.packed)
+                rec.update(_record(rec["key"], mean, self.packed.labels, dims))
                 if self.segment:
                     rec["segments"] = [
                         {"start": round(s / self.fps, 3), "end": round(e / self.fps, 3),
-                         **{k: v for k, v in _record("", p, self.packed.labels).items()
+                         **{k: v for k, v in _record("", p, self.packed.labels, dims).items()
                             if k != "key"}}
                         for p, (_, s, e, _) in rows]
+            if self.packed.transcribes:
+                self._add_transcripts(chunk, results)
             bar.update(len(chunk))
             yield from results
         bar.close()

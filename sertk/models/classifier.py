@@ -70,3 +70,12 @@ def aux_tables(name: str, conf: dict[str, Any] | None = None) -> tuple[str, ...]
     if hasattr(builder, "aux_tables_for"):
         return tuple(builder.aux_tables_for(conf or {}))
     return tuple(getattr(builder, "aux_tables", ()))
+
+
+def aux_kinds(name: str, conf: dict[str, Any] | None = None) -> dict[str, str]:
+    """The kind of each auxiliary table (``class`` unless the model's ``aux_kinds_for(conf)``
+    or ``aux_kinds`` says otherwise; see ``registry.py``)."""
+    builder = MODELS.get(name).builder
+    kinds = builder.aux_kinds_for(conf or {}) if hasattr(builder, "aux_kinds_for") \
+        else getattr(builder, "aux_kinds", {})
+    return {t: kinds.get(t, "class") for t in aux_tables(name, conf)}

@@ -14,10 +14,12 @@ from sertk.data.dataset import FeatsDataset, pad_collate
 from sertk.data.sampler import BucketBatchSampler
 from sertk.data.segments import windows
 from sertk.errors import SertkError
+from sertk.losses import CCCLoss
 from sertk.models.classifier import EmotionClassifier
 from sertk.scoring import confusion_matrix, metrics_from_confusion
 from sertk.train.checkpoint import unwrap
 from sertk.train.distributed import DistInfo, all_reduce_sum
+from sertk.train.targets import TargetTable
 
 
 @torch.no_grad()
@@ -54,6 +56,53 @@ def evaluate(model: nn.Module, dataset: FeatsDataset, sampler: BucketBatchSample
     res["loss"] = float(loss_sum) / max(1, res["num_utts"])
     if math.isnan(res["loss"]):
         raise SertkError("validation loss is NaN")
+    return res
+
+
+@torch.no_grad()
+def evaluate_dims(model: nn.Module, dataset: FeatsDataset, sampler: BucketBatchSampler,
+                  criterion: nn.Module, info: DistInfo, targets: TargetTable,
+                  names: list[str]) -> dict[str, Any]:
+    """Dimensional task: CCC, Pearson and MSE per dimension over the whole set (from sums
+    all-reduced across ranks), ``CCC`` their mean CCC; ``loss`` is the CCC loss of the
+    whole set (``1 - sum_d w_d CCC_d``) or, for other criteria, the mean batch loss."""
+    model = unwrap(model)
+    model.eval()
+    k = len(names)
+    sums = torch.zeros(6, k, dtype=torch.float64)   # n, x, y, xx, yy, xy
+    loss_sum = torch.zeros(1, dtype=torch.float64)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=pad_collate)
+    for batch in loader:
+        y = targets.batch(batch["keys"]).double()
+        x = model(batch["feats"].to(info.device), batch["lengths"].to(info.device)).double().cpu()
+        sums += torch.stack([torch.ones_like(x).sum(0), x.sum(0), y.sum(0), (x * x).sum(0),
+                             (y * y).sum(0), (x * y).sum(0)])
+        loss_sum += float(criterion(x.float(), y.float())) * x.shape[0]
+    all_reduce_sum(sums, info)
+    all_reduce_sum(loss_sum, info)
+    res = dims_from_sums(sums.numpy(), names)
+    weights = getattr(criterion, "weights", None)
+    res["loss"] = 1 - float(sum(float(w) * res[f"CCC_{n}"] for w, n in zip(weights, names))) \
+        if isinstance(criterion, CCCLoss) else float(loss_sum) / max(1, res["num_utts"])
+    if math.isnan(res["loss"]):
+        raise SertkError("validation loss is NaN")
+    return res
+
+
+def dims_from_sums(sums: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """CCC / Pearson / MSE per dimension from ``[n, sx, sy, sxx, syy, sxy]`` rows."""
+    n, sx, sy, sxx, syy, sxy = sums
+    mx, my = sx / n, sy / n
+    vx, vy = sxx / n - mx ** 2, syy / n - my ** 2
+    cov = sxy / n - mx * my
+    ccc = 2 * cov / np.maximum(vx + vy + (mx - my) ** 2, 1e-12)
+    pearson = cov / np.maximum(np.sqrt(np.maximum(vx, 0) * np.maximum(vy, 0)), 1e-12)
+    mse = (sxx - 2 * sxy + syy) / n
+    res: dict[str, Any] = {"num_utts": int(n[0]), "CCC": float(ccc.mean())}
+    for i, name in enumerate(names):
+        res[f"CCC_{name}"] = float(ccc[i])
+        res[f"Pearson_{name}"] = float(pearson[i])
+        res[f"MSE_{name}"] = float(mse[i])
     return res
 
 

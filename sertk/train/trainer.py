@@ -8,6 +8,11 @@ the last epochs' weights. ``resume`` restarts from ``EXP/checkpoints/last.pt``. 
 reseeded from ``seed`` at every epoch, so a resumed run continues as the uninterrupted one
 would.
 
+``task: dimensional`` (top level of the config) trains regression of the ``utt2dim`` columns
+(``dims`` names them; default arousal valence dominance) with the ``ccc`` or ``mse`` loss;
+validation gives CCC / Pearson / MSE per dimension and selection maximises the mean CCC;
+``labels.txt`` then holds the dimension names.
+
 The experiment directory ends up self-contained for ``sertk predict`` and ``sertk pack``:
 ``config.yaml`` (resolved training config + input dim), ``labels.txt``, ``cmvn.ark``,
 ``feats.yaml`` (front end used for the dump), ``model.safetensors`` (the selected weights),
@@ -42,7 +47,7 @@ from sertk.errors import SertkError
 from sertk.features.cmvn import GlobalCMVN, compute_global_stats, norm_vars_of
 from sertk.logging_utils import setup_logging
 from sertk.losses import build_loss
-from sertk.models.classifier import EmotionClassifier, aux_tables, members_of
+from sertk.models.classifier import EmotionClassifier, aux_kinds, members_of
 from sertk.train.checkpoint import (
     load_state,
     load_weights,
@@ -56,8 +61,9 @@ from sertk.train.distributed import (
     cleanup,
     init_distributed,
 )
-from sertk.train.evaluate import evaluate, recalibrate_bn
+from sertk.train.evaluate import evaluate, evaluate_dims, recalibrate_bn
 from sertk.train.schedule import build_optimizer, build_scheduler
+from sertk.train.targets import TargetTable, build_targets, dim_names, dim_targets
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,16 @@ DEFAULT_TRAIN = {"epochs": 30, "batch_size": 16, "max_frames": None, "crop_frame
                  "amp": True, "channels_last": False, "valid_batch_size": 32}
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "valid_loss", "valid_WA", "valid_UA",
               "valid_macro_F1", "seconds", "best"]
+TASKS = ("categorical", "dimensional")
+
+
+def csv_fields(dims: list[str] | None) -> list[str]:
+    """Columns of ``metrics.csv``: UA/WA/F1 (categorical) or CCC per dimension and their
+    mean (dimensional)."""
+    if dims is None:
+        return CSV_FIELDS
+    return ["epoch", "lr", "train_loss", "valid_loss", "valid_CCC",
+            *[f"valid_CCC_{d}" for d in dims], "seconds", "best"]
 
 
 def seed_everything(seed: int) -> None:
@@ -83,6 +99,15 @@ def _train_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
     unknown = set(tc) - set(DEFAULT_TRAIN)
     if unknown:
         raise SertkError(f"unknown train options: {', '.join(sorted(unknown))}")
+    if cfg.get("task", "categorical") not in TASKS:
+        raise SertkError(f"task must be {' or '.join(TASKS)}, got {cfg.get('task')!r}")
+    loss = (cfg.get("loss") or {}).get("name", "ce")
+    if (cfg.get("task") == "dimensional") != (loss in ("ccc", "mse")):
+        raise SertkError(f"loss {loss} does not fit task {cfg.get('task', 'categorical')}: "
+                         "ccc or mse for task: dimensional, ce or focal otherwise")
+    if cfg.get("task") == "dimensional" and tc["eval_segment"]:
+        raise SertkError("train.eval_segment (window-averaged posteriors) is for the "
+                         "categorical task; remove it with task: dimensional")
     if tc["select"] not in ("best", "last", "average"):
         raise SertkError(f"train.select must be best, last or average, got {tc['select']!r}")
     return tc
@@ -98,7 +123,8 @@ def prepare_labels(cfg: dict[str, Any], train_dir: Path, labels_file: str | None
 
 @dataclass
 class TrainData:
-    """The training and validation sets with their samplers, labels and input dimension."""
+    """The training and validation sets with their samplers, labels (the dimension names in
+    a dimensional task), input dimension and the tables of per-utterance targets."""
 
     labels: list[str]
     train_set: FeatsDataset
@@ -107,8 +133,14 @@ class TrainData:
     valid_sampler: BucketBatchSampler | None
     input_dim: int
     eval_segment: tuple[int, int] | None
-    aux_vocab: dict[str, list[str]]
-    aux_maps: dict[str, dict[str, int]]
+    aux: dict[str, TargetTable]
+    dims: TargetTable | None = None        # utt2dim of the training set (dimensional task)
+    valid_dims: TargetTable | None = None
+
+    @property
+    def select_metric(self) -> str:
+        """What model selection maximises: mean CCC (dimensional) or UA."""
+        return "CCC" if self.dims is not None else "UA"
 
 
 @dataclass
@@ -132,6 +164,7 @@ class Session:
     amp_dtype: torch.dtype | None
     emotion_weight: float
     has_aux: bool
+    select_on_valid: bool
     state: dict[str, Any] = field(default_factory=lambda: {
         "epoch": 0, "best_ua": -1.0, "best_epoch": 0, "bad_epochs": 0})
     best_metrics: dict[str, Any] = field(default_factory=dict)
@@ -142,7 +175,8 @@ def train(cfg: dict[str, Any], train_dir: str | Path, valid_dir: str | Path | No
           resume: bool = False, cmvn_file: str | None = None, labels_file: str | None = None,
           device: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Train ``cfg['model']`` on a dump directory; return the selected model's validation
-    metrics (``best_ua``, ``best_epoch`` and the metrics of ``evaluate``). Without a
+    metrics (``best_ua``: the selection score, UA or mean CCC; ``best_epoch``; and the
+    metrics of ``evaluate`` / ``evaluate_dims``). Without a
     validation set (``valid_dir`` None: a final model trained on all the data) the model is
     chosen by ``select: last`` or ``average`` and the metrics are NaN."""
     info = init_distributed(device)
@@ -208,11 +242,18 @@ def _check_selection_set(tc: dict[str, Any], train_set: FeatsDataset,
 def _load_data(cfg: dict[str, Any], tc: dict[str, Any], train_dir: Path, valid_dir: Path | None,
                labels_file: str | None, info: DistInfo) -> TrainData:
     seed = int(tc["seed"])
-    labels = prepare_labels(cfg, train_dir, labels_file)
-    train_set = FeatsDataset(train_dir, labels, crop_frames=tc["crop_frames"], seed=seed,
-                             segment=tc["segment"], repeat=int(tc["repeat"]),
-                             crop_pad=str(tc["crop_pad"]))
-    valid_set = FeatsDataset(valid_dir, labels) if valid_dir else None
+    dimensional = cfg.get("task") == "dimensional"
+    labels = None if dimensional else prepare_labels(cfg, train_dir, labels_file)
+    train_set = FeatsDataset(train_dir, labels, require_labels=not dimensional,
+                             crop_frames=tc["crop_frames"], seed=seed, segment=tc["segment"],
+                             repeat=int(tc["repeat"]), crop_pad=str(tc["crop_pad"]))
+    valid_set = FeatsDataset(valid_dir, labels, require_labels=not dimensional) \
+        if valid_dir else None
+    dims = valid_dims = None
+    if dimensional:
+        dims = dim_targets(train_dir, train_set.keys)
+        valid_dims = dim_targets(valid_dir, valid_set.keys) if valid_set else None
+        labels = dim_names(cfg, dims.size)
     _check_selection_set(tc, train_set, valid_set)
     input_dim = int((train_dir / "feat_dim").read_text()) \
         if (train_dir / "feat_dim").is_file() else train_set[0][1].shape[1]
@@ -231,12 +272,12 @@ def _load_data(cfg: dict[str, Any], tc: dict[str, Any], train_dir: Path, valid_d
     mcfg = cfg.get("model") or {}
     if "name" not in mcfg:
         raise SertkError("training config needs model.name")
-    aux_vocab = aux_vocabularies(mcfg["name"], train_dir, mcfg.get("conf"))
-    aux_maps = {t: {u: vocab.index(lab) for u, lab in DataDir(train_dir).table(t).items()}
-                for t, vocab in aux_vocab.items()}
+    d, conf = DataDir(train_dir), mcfg.get("conf") or {}
+    aux = {t: build_targets(d, t, kind, conf, labels)
+           for t, kind in aux_kinds(mcfg["name"], conf).items()}
     return TrainData(labels, train_set, valid_set, train_sampler, valid_sampler, input_dim,
-                     tuple(tc["eval_segment"]) if tc["eval_segment"] else None, aux_vocab,
-                     aux_maps)
+                     tuple(tc["eval_segment"]) if tc["eval_segment"] else None, aux, dims,
+                     valid_dims)
 
 
 def _write_exp_files(cfg: dict[str, Any], data: TrainData, train_dir: Path, exp: Path,
@@ -253,8 +294,15 @@ def _write_exp_files(cfg: dict[str, Any], data: TrainData, train_dir: Path, exp:
         if (train_dir / "feats.yaml").is_file():
             shutil.copy(train_dir / "feats.yaml", exp / "feats.yaml")
         resolved = {**cfg, "input_dim": data.input_dim, "labels": data.labels}
-        if data.aux_vocab:
-            resolved["aux_classes"] = {t: len(v) for t, v in data.aux_vocab.items()}
+        if data.aux:
+            resolved["aux_classes"] = {t: a.size for t, a in data.aux.items()}
+        for t, a in data.aux.items():
+            if a.vocab:
+                (exp / "aux").mkdir(exist_ok=True)
+                write_labels(exp / "aux" / f"{t}.txt", a.vocab)
+            if a.kind == "tokens":  # the units travel with the model (pack, infer)
+                shutil.copytree(cfg["model"]["conf"]["tokenizer"], exp / "tokenizer",
+                                dirs_exist_ok=True)
         save_yaml(resolved, exp / "config.yaml")
     barrier(info)
 
@@ -267,7 +315,7 @@ def _build_model(cfg: dict[str, Any], data: TrainData, exp: Path, info: DistInfo
         # the model itself only warns (a packed model is rebuilt without its init file)
         raise SertkError(f"model.conf.init_checkpoint {init_ckpt} not found (training would "
                          "start from a random initialisation)")
-    aux_classes = {t: len(v) for t, v in data.aux_vocab.items()} or None
+    aux_classes = {t: a.size for t, a in data.aux.items()} or None
     model = EmotionClassifier(mcfg["name"], data.input_dim, len(data.labels), mcfg.get("conf"),
                               GlobalCMVN.from_file(exp / "cmvn.ark", norm_vars_of(cfg)),
                               aux_classes, members_of(mcfg)).to(info.device)
@@ -315,7 +363,8 @@ def _build_session(cfg: dict[str, Any], tc: dict[str, Any], data: TrainData, exp
                    torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
                    batch_aug, items_aug, amp_dtype,
                    float(getattr(model.net, "emotion_loss_weight", 1.0)),
-                   hasattr(model.net, "auxiliary_loss"))
+                   hasattr(model.net, "auxiliary_loss"),
+                   bool(getattr(model.net, "select_on_valid", False)))
 
 
 def _resume_or_start(s: Session, resume: bool) -> None:
@@ -329,8 +378,9 @@ def _resume_or_start(s: Session, resume: bool) -> None:
             s.scheduler.load_state_dict(ck["scheduler"])
         s.scaler.load_state_dict(ck["scaler"])
         s.state = ck["state"]
-        log.info("resumed from %s after epoch %d (best UA %.4f at epoch %d)", last,
-                 s.state["epoch"], s.state["best_ua"], s.state["best_epoch"])
+        log.info("resumed from %s after epoch %d (best %s %.4f at epoch %d)", last,
+                 s.state["epoch"], s.data.select_metric, s.state["best_ua"],
+                 s.state["best_epoch"])
     elif resume:
         log.warning("--resume given but %s does not exist; starting from scratch", last)
     elif s.info.is_main:
@@ -366,9 +416,10 @@ def _train_epoch(s: Session, epoch: int, progress: bool) -> tuple[float, float]:
     for batch in bar:
         logits, target, loss = _train_step(s, batch, gen, epoch)
         n = target.shape[0]
-        hard = target if target.dim() == 1 else target.argmax(-1)
         loss_sum += loss * n
-        correct += int((logits.argmax(-1) == hard).sum())
+        if s.data.dims is None:
+            hard = target if target.dim() == 1 else target.argmax(-1)
+            correct += int((logits.argmax(-1) == hard).sum())
         seen += n
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
     bar.close()
@@ -382,7 +433,8 @@ def _train_step(s: Session, batch: dict[str, Any], gen: torch.Generator, epoch: 
     device = s.info.device
     feats = batch["feats"].to(device, non_blocking=True)
     lengths = batch["lengths"].to(device)
-    target = batch["labels"].to(device)
+    target = batch["labels"].to(device) if s.data.dims is None \
+        else s.data.dims.batch(batch["keys"], device)
     with torch.no_grad():
         feats = s.model.cmvn(feats)
     if s.batch_aug is not None:
@@ -391,8 +443,7 @@ def _train_step(s: Session, batch: dict[str, Any], gen: torch.Generator, epoch: 
     with torch.autocast(device.type, dtype=s.amp_dtype or torch.float32,
                         enabled=s.amp_dtype is not None):
         if s.has_aux:
-            aux = {t: torch.tensor([v.get(k, -1) for k in batch["keys"]], device=device)
-                   for t, v in s.data.aux_maps.items()}
+            aux = {t: a.batch(batch["keys"], device) for t, a in s.data.aux.items()}
             logits, aux_loss = s.ddp_model(feats, lengths, normalized=True, aux_targets=aux)
             loss = s.emotion_weight * _emotion_loss(s.criterion, logits, target) + aux_loss
         else:
@@ -429,45 +480,75 @@ def _end_epoch(s: Session, epoch: int, lr: float, train_loss: float, train_acc: 
     """Validate, update the selection state, save checkpoints, write the CSV row and log."""
     d, exp = s.data, s.exp
     metrics = _validate(s)
+    score = metrics[d.select_metric]
     # a pre-training stage without emotion loss keeps its last epoch
-    improved = metrics["UA"] > s.state["best_ua"] or s.emotion_weight == 0.0 or \
-        d.valid_set is None
+    improved = score > s.state["best_ua"] or d.valid_set is None or \
+        (s.emotion_weight == 0.0 and not s.select_on_valid)
     s.state["epoch"] = epoch
     if improved:
-        s.state.update(best_ua=metrics["UA"], best_epoch=epoch, bad_epochs=0)
+        s.state.update(best_ua=score, best_epoch=epoch, bad_epochs=0)
         s.best_metrics = metrics
     else:
         s.state["bad_epochs"] += 1
     seconds = time.time() - t0
     if s.info.is_main:
-        if improved and d.valid_set is not None:
-            save_weights(s.model, exp / "checkpoints" / "best.safetensors")
-        if s.tc["select"] == "average":
-            save_weights(s.model, exp / "checkpoints" / f"epoch{epoch}.safetensors")
-            (exp / "checkpoints" / f"epoch{epoch - int(s.tc['average_last'])}.safetensors"
-             ).unlink(missing_ok=True)
-        save_state(exp / "checkpoints" / "last.pt", {
-            "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
-            "scheduler": s.scheduler.state_dict() if s.scheduler else None,
-            "scaler": s.scaler.state_dict(), "state": s.state})
-        _append_csv(exp / "metrics.csv", {
-            "epoch": epoch, "lr": f"{lr:.3e}", "train_loss": f"{train_loss:.4f}",
-            "train_acc": f"{train_acc:.4f}", "valid_loss": f"{metrics['loss']:.4f}",
-            "valid_WA": f"{metrics['WA']:.4f}", "valid_UA": f"{metrics['UA']:.4f}",
-            "valid_macro_F1": f"{metrics['macro_F1']:.4f}", "seconds": f"{seconds:.1f}",
-            "best": int(improved)})
-        log.info("epoch %d/%d: train loss %.4f acc %.4f | valid loss %.4f UA %.4f WA %.4f "
-                 "F1 %.4f | lr %.2e | %.1fs%s", epoch, s.tc["epochs"], train_loss, train_acc,
-                 metrics["loss"], metrics["UA"], metrics["WA"], metrics["macro_F1"], lr,
-                 seconds, " *best*" if improved and d.valid_set is not None else "")
+        _save_epoch(s, epoch, improved)
+        _append_csv(exp / "metrics.csv", _csv_row(s, epoch, lr, train_loss, train_acc,
+                                                  metrics, seconds, improved),
+                    csv_fields(d.labels if d.dims is not None else None))
+        log.info("epoch %d/%d: train loss %.4f%s | valid loss %.4f %s | lr %.2e | %.1fs%s",
+                 epoch, s.tc["epochs"], train_loss,
+                 "" if d.dims is not None else f" acc {train_acc:.4f}", metrics["loss"],
+                 _metrics_text(metrics, d), lr, seconds,
+                 " *best*" if improved and d.valid_set is not None else "")
     barrier(s.info)
+
+
+def _save_epoch(s: Session, epoch: int, improved: bool) -> None:
+    """``best.safetensors`` (when improved), the epoch's weights for ``select: average`` and
+    ``last.pt`` (rank 0)."""
+    ckpt = s.exp / "checkpoints"
+    if improved and s.data.valid_set is not None:
+        save_weights(s.model, ckpt / "best.safetensors")
+    if s.tc["select"] == "average":
+        save_weights(s.model, ckpt / f"epoch{epoch}.safetensors")
+        (ckpt / f"epoch{epoch - int(s.tc['average_last'])}.safetensors").unlink(missing_ok=True)
+    save_state(ckpt / "last.pt", {
+        "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
+        "scheduler": s.scheduler.state_dict() if s.scheduler else None,
+        "scaler": s.scaler.state_dict(), "state": s.state})
+
+
+def _csv_row(s: Session, epoch: int, lr: float, train_loss: float, train_acc: float,
+             metrics: dict[str, Any], seconds: float, improved: bool) -> dict[str, Any]:
+    row = {"epoch": epoch, "lr": f"{lr:.3e}", "train_loss": f"{train_loss:.4f}",
+           "valid_loss": f"{metrics['loss']:.4f}", "seconds": f"{seconds:.1f}",
+           "best": int(improved)}
+    if s.data.dims is not None:
+        names = ["CCC", *[f"CCC_{d}" for d in s.data.labels]]
+    else:
+        row["train_acc"] = f"{train_acc:.4f}"
+        names = ["WA", "UA", "macro_F1"]
+    return {**row, **{f"valid_{n}": f"{metrics[n]:.4f}" for n in names}}
+
+
+def _metrics_text(metrics: dict[str, Any], d: TrainData) -> str:
+    if d.dims is not None:
+        return f"CCC {metrics['CCC']:.4f} (" + " ".join(
+            f"{n} {metrics[f'CCC_{n}']:.3f}" for n in d.labels) + ")"
+    return f"UA {metrics['UA']:.4f} WA {metrics['WA']:.4f} F1 {metrics['macro_F1']:.4f}"
 
 
 def _validate(s: Session) -> dict[str, Any]:
     """Metrics of the current model on the validation set (NaN without one)."""
     d = s.data
     if d.valid_set is None:
-        return {k: float("nan") for k in ("loss", "UA", "WA", "macro_F1")}
+        names = ["CCC", *[f"CCC_{n}" for n in d.labels]] if d.dims is not None \
+            else ["UA", "WA", "macro_F1"]
+        return {k: float("nan") for k in ("loss", *names)}
+    if d.dims is not None:
+        return evaluate_dims(s.model, d.valid_set, d.valid_sampler, s.criterion, s.info,
+                             d.valid_dims, d.labels)
     return evaluate(s.model, d.valid_set, d.valid_sampler, s.criterion, s.info,
                     len(d.labels), d.eval_segment)
 
@@ -479,8 +560,8 @@ def _export_best(s: Session) -> dict[str, Any]:
         if not best.is_file():
             raise SertkError(f"no best checkpoint in {best.parent}; did any epoch run?")
         shutil.copy(best, s.exp / "model.safetensors")
-        log.info("best valid UA %.4f at epoch %d -> %s", s.state["best_ua"],
-                 s.state["best_epoch"], s.exp / "model.safetensors")
+        log.info("best valid %s %.4f at epoch %d -> %s", s.data.select_metric,
+                 s.state["best_ua"], s.state["best_epoch"], s.exp / "model.safetensors")
     return {"best_epoch": s.state["best_epoch"], "best_ua": s.state["best_ua"],
             **s.best_metrics}
 
@@ -504,9 +585,8 @@ def _export_final(s: Session) -> dict[str, Any]:
             log.info("recomputed batch-norm statistics of the averaged weights on the "
                      "training set")
     metrics = _validate(s)
-    log.info("%s model: valid UA %.4f WA %.4f -> %s", tc["select"], metrics["UA"],
-             metrics["WA"], out)
-    return {"best_epoch": s.state["epoch"], "best_ua": metrics["UA"], **metrics}
+    log.info("%s model: valid %s -> %s", tc["select"], _metrics_text(metrics, d), out)
+    return {"best_epoch": s.state["epoch"], "best_ua": metrics[d.select_metric], **metrics}
 
 
 def _average_checkpoints(ckpt_dir: Path, last_n: int, out: Path) -> None:
@@ -518,18 +598,6 @@ def _average_checkpoints(ckpt_dir: Path, last_n: int, out: Path) -> None:
            if v.is_floating_point() else v for k, v in states[-1].items()}
     save_file(avg, str(out))
     log.info("averaged the weights of epochs %s", ", ".join(f.stem[5:] for f in files))
-
-
-def aux_vocabularies(name: str, train_dir: Path, conf: dict[str, Any] | None = None
-                     ) -> dict[str, list[str]]:
-    """Sorted class list of each auxiliary table the model asks for, from the training set."""
-    out = {}
-    d = DataDir(train_dir)
-    for table in aux_tables(name, conf):
-        if not d.has(table):
-            raise SertkError(f"model {name} needs {table} in {train_dir} (auxiliary targets)")
-        out[table] = sorted(set(d.table(table).values()))
-    return out
 
 
 def _train_collate(items_aug, batch_crop: bool, dataset: FeatsDataset,
@@ -549,10 +617,10 @@ def _train_collate(items_aug, batch_crop: bool, dataset: FeatsDataset,
     return pad_collate(items)
 
 
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
+def _append_csv(path: Path, row: dict[str, Any], fields: list[str]) -> None:
     new = not path.is_file()
     with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(fh, fieldnames=fields)
         if new:
             writer.writeheader()
         writer.writerow(row)
