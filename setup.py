@@ -30,6 +30,7 @@ setup(
         "matplotlib>=3.7",
         "sentencepiece>=0.2",  # sertk tokenizer (transcripts -> units for CTC / text models)
         "av>=12",  # PyAV (bundled FFmpeg): audio of video-clip corpora (egs/meld)
+        "scikit-learn>=1.3",  # SVR late fusion (sertk/fusion_svr.py, bin/svr_fusion.py)
     ],
     extras_require={
         "opensmile": ["opensmile>=2.5"],

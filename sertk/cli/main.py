@@ -16,15 +16,17 @@ app = typer.Typer(help="sertk: speech emotion recognition toolkit (Kaldi/ESPnet-
 
 
 def _register() -> None:
-    from sertk.cli import data, feats, infer, models, score, tokenizer, train
+    from sertk.cli import data, feats, infer, meta, models, pretrain, score, tokenizer, train
 
     app.add_typer(data.app, name="data")
     app.add_typer(feats.app, name="feats")
     app.add_typer(models.app, name="models")
+    app.add_typer(pretrain.app, name="pretrain")
     app.add_typer(tokenizer.app, name="tokenizer")
     train.register(app)
     score.register(app)
     infer.register(app)
+    meta.register(app)
 
 
 _register()

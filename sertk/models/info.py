@@ -94,6 +94,9 @@ def info(name_or_path: str, seconds: float = 3.0, num_classes: int | None = None
     fcfg = FeatureConfig.load(fpath)
     frontend = build_frontend(fcfg)
     x = frontend(torch.zeros(int(seconds * fcfg.sample_rate)) + 1e-3)[None]
+    extra = getattr(MODELS.get(mcfg["name"]).builder, "extra_input_dim_for", None)
+    if extra is not None:  # columns pasted beside the front end's (semantic_fusion)
+        x = torch.nn.functional.pad(x, (0, extra(mcfg.get("conf") or {})))
     n_cls = num_classes or len(cfg.get("labels") or []) or 4
     net = build_net(mcfg["name"], x.shape[2], n_cls, mcfg.get("conf"), members_of(mcfg))
     flops = count_flops(net, x, torch.tensor([x.shape[1]]))

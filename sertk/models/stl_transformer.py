@@ -23,6 +23,13 @@ average pooling (``n_ap = 2``; the last pair pools time only, 40 bins being used
 halvings) with ceil on time; dropout 0.1 after each pair; ``d_lstm = 24`` (so
 ``d_model = 2 d_lstm = 48``); kernel-1 1-D convolution; 4 heads (the repository's default);
 FFN 128; dropout 0.1 in the STL and before the classifier.
+
+``attention: key_sparse`` (not in Wang et al.) replaces the STL's full self-attention with the
+key-sparse attention of Chen et al. (ICASSP 2022, papers.md section 24;
+:class:`~sertk.models.layers.ks_attention.KeySparseAttention`): only the top
+``ceil(ks_ratio * T')`` keys by attention column sum (or ``ks_topk`` keys) keep their weights,
+chosen per head (``ks_scope: per_head``) or for all heads (``shared``). ``ks_ratio`` 0.5 is
+that paper's default. The default ``attention: full`` is Wang et al.'s model.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sertk.errors import SertkError
 from sertk.models.layers import (
     ConvBlock2d,
     key_padding_mask,
@@ -37,7 +45,10 @@ from sertk.models.layers import (
     masked_mean,
     zero_padding,
 )
+from sertk.models.layers.ks_attention import KeySparseAttention
 from sertk.models.registry import MODELS
+
+ATTENTIONS = ("full", "key_sparse")
 
 
 @MODELS.register("stl_transformer", summary="6 conv/avg-pool pairs + BiLSTM + 5 stacked "
@@ -51,8 +62,12 @@ class STLTransformer(nn.Module):
                                                        (2, 1)),
                  conv_dropout: float = 0.1, lstm_hidden: int = 24, num_layers: int = 5,
                  heads: int = 4, ffn_dim: int = 128, stl_dropout: float = 0.1,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, attention: str = "full", ks_ratio: float = 0.5,
+                 ks_topk: int | None = None, ks_scope: str = "per_head"):
         super().__init__()
+        if attention not in ATTENTIONS:
+            raise SertkError(f"stl_transformer attention must be one of {', '.join(ATTENTIONS)}"
+                             f", got {attention!r}")
         if len(pools) != len(channels):
             raise ValueError("pools needs one (time, freq) pool per conv layer")
         blocks, in_ch, freq = [], 1, input_dim
@@ -69,6 +84,9 @@ class STLTransformer(nn.Module):
         self.proj = nn.Conv1d(d_model, d_model, kernel_size=1)
         layer = nn.TransformerEncoderLayer(d_model, heads, ffn_dim, stl_dropout,
                                            activation="relu", batch_first=True, norm_first=True)
+        if attention == "key_sparse":  # same parameters as full attention, sparse keys
+            layer.self_attn = KeySparseAttention(d_model, heads, stl_dropout, ratio=ks_ratio,
+                                                 topk=ks_topk, scope=ks_scope)
         self.stl = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model),
                                          enable_nested_tensor=False)
         self.dropout = nn.Dropout(dropout)

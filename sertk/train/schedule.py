@@ -11,8 +11,9 @@ from sertk.errors import SertkError
 
 
 def build_optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:
-    """``optim:`` config: ``name`` adam | adamw | sgd | adadelta, ``lr``, ``weight_decay``,
-    ``betas`` (adam/adamw), ``momentum`` and ``nesterov`` (sgd), ``rho`` (adadelta)."""
+    """``optim:`` config: ``name`` adam | adamw | sgd | adadelta | rmsprop, ``lr``,
+    ``weight_decay``, ``betas`` (adam/adamw), ``momentum`` (sgd, rmsprop), ``nesterov`` (sgd),
+    ``rho`` (adadelta), ``alpha`` (rmsprop's smoothing; PyTorch's default 0.99)."""
     cfg = dict(cfg or {})
     name = cfg.pop("name", "adam").lower()
     lr = float(cfg.pop("lr", 1e-3))
@@ -27,8 +28,13 @@ def build_optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:
     elif name == "adadelta":
         opt = torch.optim.Adadelta(params, lr=lr, weight_decay=wd,
                                    rho=float(cfg.pop("rho", 0.9)))
+    elif name == "rmsprop":
+        opt = torch.optim.RMSprop(params, lr=lr, weight_decay=wd,
+                                  alpha=float(cfg.pop("alpha", 0.99)),
+                                  momentum=float(cfg.pop("momentum", 0.0)))
     else:
-        raise SertkError(f"unknown optimizer {name!r}; known: adam, adamw, sgd, adadelta")
+        raise SertkError(f"unknown optimizer {name!r}; known: adam, adamw, sgd, adadelta, "
+                         "rmsprop")
     if cfg:
         raise SertkError(f"unknown options for optimizer {name!r}: {', '.join(sorted(cfg))}")
     return opt

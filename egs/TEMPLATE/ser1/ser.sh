@@ -10,7 +10,10 @@
 #      global CMVN statistics from each fold's train set
 #   3  training per fold: EXPDIR/<tag>/<fold> (torchrun DDP when --ngpu > 1 or --nproc > 1), on
 #      the fold's train set, or on train + dev with --train_on_dev true (a fixed epoch budget:
-#      the training config's train.select must then be last or average)
+#      the training config's train.select must then be last or average). With --pretrain cpc,
+#      self-supervised pre-training first runs on the audio of the same training speakers
+#      (never the fold's test speakers; no labels) into EXPDIR/<tag>/<fold>/pretrain, and
+#      training starts from it (model.conf.init_checkpoint)
 #   4  inference on each fold's test set + scoring (results.json, confusion.{txt,png}),
 #      aggregation over folds into EXPDIR/<tag>/RESULTS.md
 #   5  packing: EXPDIR/<tag>/<fold>/model.zip for `sertk infer`
@@ -40,6 +43,9 @@ cmvn_type=global        # global (per fold, in the model) or speaker (per-speake
                         # sets first, using each speaker's own unlabelled audio)
 train_on_dev=false      # true: train on train + dev (dev then only monitors training data)
 train_args=""           # extra `sertk train` arguments, e.g. "--override train.epochs=5"
+pretrain=""             # self-supervised pre-training per fold before stage 3: cpc
+pretrain_config=""      # its config (default: conf/pretrain/<pretrain>.yaml)
+pretrain_args=""        # extra `sertk pretrain` arguments, e.g. "--override train.epochs=5"
 tag=""                  # experiment tag (default: <train config>_<feats config>)
 local_data_opts=""      # options for local/data.sh
 datadir=data
@@ -60,6 +66,8 @@ help_message="Usage: $0 [options]
   --train_config FILE          model + training config (default $train_config)
   --train_args 'ARGS'          extra sertk train arguments
   --train_on_dev true|false    train on the fold's train + dev speakers (fixed epoch budget)
+  --pretrain cpc [--pretrain_config FILE] [--pretrain_args 'ARGS']
+                               pre-train on each fold's training audio first (no labels)
   --speed_perturb '0.9 1.1'    speed-perturbed copies of the training sets (Kaldi style)
   --noise_data DIR [--noise_snrs '0 5 10']  noisy copies (noise data dir, MUSAN layout)
   --rir_data DIR               reverberated copies (data dir of room impulse responses)
@@ -196,17 +204,41 @@ dev_opt=""
 if [ -n "$device" ]; then dev_opt="--device $device"; elif [ "$ngpu" -eq 0 ]; then
   dev_opt="--device cpu"; fi
 
+if [ -n "$pretrain" ]; then
+  [ -n "$pretrain_config" ] || pretrain_config=conf/pretrain/$pretrain.yaml
+  [ -f "$pretrain_config" ] || { log "pre-training config not found: $pretrain_config"; exit 1; }
+fi
+
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  pretrain_fold() {  # pretrain_fold FOLD: unlabelled pre-training on the fold's training audio
+    local f=$1 out=$exp_root/$1/pretrain src=$datadir/folds/$1/train
+    [ -f "$out/.done" ] && { log "stage 3: $out already pre-trained"; return; }
+    mkdir -p "$out"
+    if $train_on_dev; then  # the same speakers the model is trained on
+      sertk data combine "$out/data" "$datadir/folds/$f/train" "$datadir/folds/$f/dev" >/dev/null
+      src=$out/data
+    fi
+    log "stage 3: $pretrain pre-training of $f on the audio of $src -> $out (log: $out/train.log)"
+    # shellcheck disable=SC2086
+    ${train_cmd} "$exp_root/$f/logs/pretrain.log" \
+      sertk pretrain "$pretrain" --data "$src" --out "$out" --config "$pretrain_config" \
+        $dev_opt --no-progress $pretrain_args || return 1
+    touch "$out/.done"
+  }
   train_fold() {  # train_fold FOLD: one fold's training (resumed when interrupted)
-    local f=$1 exp=$exp_root/$1 resume="" start=$SECONDS prev
+    local f=$1 exp=$exp_root/$1 resume="" start=$SECONDS prev init=""
     mkdir -p "$exp/logs"
+    if [ -n "$pretrain" ]; then
+      pretrain_fold "$f" || return 1
+      init="--override model.conf.init_checkpoint=$exp/pretrain/$pretrain.safetensors"
+    fi
     [ -f "$exp/checkpoints/last.pt" ] && resume="--resume"
     log "stage 3: training $f on $train_name -> $exp (log: $exp/train.log)"
     # shellcheck disable=SC2086
     ${train_cmd} "$exp/logs/stage3.log" \
       $launcher train --config "$train_config" --train "$fdump/$f/$train_name" \
         --valid "$fdump/$f/dev" --exp "$exp" --cmvn "$fdump/$f/$train_name/cmvn.ark" \
-        $dev_opt $resume --no-progress $train_args || return 1
+        $dev_opt $resume --no-progress $init $train_args || return 1
     prev=$(cat "$exp/train_seconds" 2>/dev/null || echo 0)
     echo $((prev + SECONDS - start)) > "$exp/train_seconds"
     touch "$exp/.done"
@@ -244,9 +276,14 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     log "stage 4: inference and scoring on $fdump/$f/test"
     sertk predict --model "$exp" --data "$fdump/$f/test" --out-dir "$exp/decode_test" \
       --batch-size "$inference_batch_size" --no-progress ${device:+--device $device} >/dev/null
-    sertk score --ref "$fdump/$f/test/utt2emo" --hyp "$exp/decode_test/hyp.txt" \
-      --labels "$exp/labels.txt" --out-dir "$exp/decode_test" --title "$tag $f" \
-      | sed "s/^/$f: /" >&2
+    if grep -q '^task: dimensional' "$exp/config.yaml"; then  # utt2dim targets: CCC
+      sertk score --dim --ref "$fdump/$f/test/utt2dim" --hyp "$exp/decode_test/hyp.txt" \
+        --out-dir "$exp/decode_test" --title "$tag $f" | sed "s/^/$f: /" >&2
+    else
+      sertk score --ref "$fdump/$f/test/utt2emo" --hyp "$exp/decode_test/hyp.txt" \
+        --labels "$exp/labels.txt" --out-dir "$exp/decode_test" --title "$tag $f" \
+        | sed "s/^/$f: /" >&2
+    fi
     results+=(--fold "$exp/decode_test/results.json")
   done
   sertk score "${results[@]}" --out-dir "$exp_root/decode_test" \

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Score a listener-adaptive model (Ando et al., ICASSP 2021) on both of its tasks.
+
+    score_listeners.py [--listeners FILE] [--device cpu] [--batch-size 16] MODEL DATA OUT.json
+
+MODEL is an experiment directory (listener list: MODEL/aux/utt2listener_emo.txt) or a packed
+model (give --listeners unless the zip holds utt2listener_emo.txt); DATA a dump directory with
+feats.scp, utt2listener_emo and utt2emo. Writes OUT.json and prints one line per task:
+listener-dependent (UA/WA over the (utterance, listener) pairs, each listener's posterior
+against that listener's label) and majority (mean posterior against utt2emo). See
+sertk/scoring_listeners.py for how listeners and labels are matched and what is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="score_listeners.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("data")
+    parser.add_argument("out_json")
+    parser.add_argument("--listeners", default=None, help="the model's listener list")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args(argv)
+
+    from sertk.errors import SertkError
+    from sertk.scoring_listeners import score_listeners, summary_lines
+
+    try:
+        res = score_listeners(args.model, args.data, args.out_json, args.listeners,
+                              args.device, args.batch_size)
+    except SertkError as exc:
+        print(f"score_listeners.py: error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(summary_lines(res)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
