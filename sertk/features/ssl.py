@@ -65,7 +65,7 @@ LayerSpec = Union[int, str]
 
 # transformers' defaults for the config fields torchaudio's converters read (identical for
 # Wav2Vec2Config, HubertConfig and WavLMConfig); used when an older config.json omits one.
-_HF_DEFAULTS: dict[str, Any] = {
+HF_DEFAULTS: dict[str, Any] = {
     "feat_extract_norm": "group", "conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
     "conv_stride": [5, 2, 2, 2, 2, 2, 2], "conv_bias": False, "hidden_size": 768,
     "feat_proj_dropout": 0.0, "num_conv_pos_embeddings": 128,
@@ -79,7 +79,7 @@ _PREFIXES = ("wav2vec2.", "hubert.", "wavlm.")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         with open(path) as fh:
             return json.load(fh)
@@ -98,7 +98,7 @@ def _checkpoint_dir(path: str | Path) -> Path:
     return root
 
 
-def _check_config(cfg: dict[str, Any], kind: str, root: Path) -> None:
+def check_config(cfg: dict[str, Any], kind: str, root: Path) -> None:
     """Reject HF options that torchaudio's networks do not implement."""
     bad = []
     for key, ok in (("hidden_act", "gelu"), ("feat_extract_activation", "gelu")):
@@ -123,7 +123,7 @@ def _load_weights(root: Path) -> dict[str, torch.Tensor]:
     sharded checkpoints (``*.index.json``) are merged."""
     for name in _WEIGHT_FILES:
         index = root / f"{name}.index.json"
-        files = ([root / f for f in sorted(set(_read_json(index)["weight_map"].values()))]
+        files = ([root / f for f in sorted(set(read_json(index)["weight_map"].values()))]
                  if index.is_file() else [root / name] if (root / name).is_file() else [])
         if not files:
             continue
@@ -187,13 +187,13 @@ def load_ssl_encoder(path: str | Path, kind: str | None = None) -> Wav2Vec2Model
     quantiser, classifiers) are ignored. Returns the model in eval mode.
     """
     root = _checkpoint_dir(path)
-    raw = _read_json(root / "config.json")
+    raw = read_json(root / "config.json")
     kind = kind or raw.get("model_type")
     if kind not in KINDS:
         raise SertkError(f"SSL checkpoint {root}: model_type {kind!r} is not supported "
                          f"(one of {', '.join(KINDS)}; pass kind= to override)")
-    _check_config(raw, kind, root)
-    cfg = SimpleNamespace(**{**_HF_DEFAULTS, **raw})
+    check_config(raw, kind, root)
+    cfg = SimpleNamespace(**{**HF_DEFAULTS, **raw})
     try:
         config = _get_config_wavlm(cfg) if kind == "wavlm" else _get_config(cfg)
         model = (wavlm_model if kind == "wavlm" else wav2vec2_model)(**config, aux_num_out=None)
@@ -284,10 +284,10 @@ def save_ssl_encoder(model: Wav2Vec2Model, path: str | Path, kind: str) -> Path:
     return root
 
 
-def _do_normalize(path: str | Path) -> bool:
+def do_normalize(path: str | Path) -> bool:
     """``do_normalize`` from the checkpoint's ``preprocessor_config.json`` (False if absent)."""
     pre = Path(path).expanduser() / "preprocessor_config.json"
-    return bool(_read_json(pre).get("do_normalize", False)) if pre.is_file() else False
+    return bool(read_json(pre).get("do_normalize", False)) if pre.is_file() else False
 
 
 def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -375,7 +375,7 @@ class SSLEncoder(nn.Module):
                  normalize: bool | None = None):
         super().__init__()
         if isinstance(encoder, (str, Path)):
-            normalize = _do_normalize(encoder) if normalize is None else normalize
+            normalize = do_normalize(encoder) if normalize is None else normalize
             encoder = load_ssl_encoder(encoder, kind)
         if not isinstance(encoder, Wav2Vec2Model):
             raise TypeError(f"encoder must be a torchaudio Wav2Vec2Model, got {type(encoder)}")

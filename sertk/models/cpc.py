@@ -48,8 +48,8 @@ from torch import nn
 
 from sertk.errors import SertkError
 from sertk.features.waveform import frames_to_wave
-from sertk.models.daae import FusionAttention
 from sertk.models.layers import StatsPooling, lengths_to_mask, zero_padding
+from sertk.models.layers.attention import FusionAttention
 from sertk.models.layers.pretrained import init_from_checkpoint
 from sertk.models.registry import MODELS
 

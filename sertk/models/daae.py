@@ -71,6 +71,7 @@ from sertk.models.layers import (
     masked_mean,
     zero_padding,
 )
+from sertk.models.layers.attention import FusionAttention
 from sertk.models.layers.pretrained import init_from_checkpoint
 from sertk.models.registry import MODELS
 
@@ -79,32 +80,6 @@ ENCODER_UPDATES = ("reconstruction", "all", "frozen")
 AE_PARTS = ("encoder", "decoder")
 DANN_PARTS = ("emotion_head", "adversaries")
 CLASSIFIER_PARTS = ("cnn", "fusion_fc", "attention", "blstm", "classifier")
-
-
-class FusionAttention(nn.Module):
-    """Multi-head attention with query, key and value from different sequences, heads
-    concatenated (no output projection); ``mask`` marks the real key steps."""
-
-    def __init__(self, q_dim: int, k_dim: int, v_dim: int, heads: int = 4, head_dim: int = 32):
-        super().__init__()
-        self.heads, self.head_dim = heads, head_dim
-        self.q = nn.Linear(q_dim, heads * head_dim, bias=False)
-        self.k = nn.Linear(k_dim, heads * head_dim, bias=False)
-        self.v = nn.Linear(v_dim, heads * head_dim, bias=False)
-        self.out_dim = heads * head_dim
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
-                ) -> torch.Tensor:
-        b, t, _ = q.shape
-
-        def split(x: torch.Tensor) -> torch.Tensor:
-            return x.view(b, -1, self.heads, self.head_dim).transpose(1, 2)  # [B, H, T, d]
-
-        qh, kh, vh = split(self.q(q)), split(self.k(k)), split(self.v(v))
-        scores = qh @ kh.transpose(-1, -2) / math.sqrt(self.head_dim)
-        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
-        out = torch.softmax(scores, dim=-1) @ vh  # [B, H, T, d]
-        return out.transpose(1, 2).reshape(b, t, self.out_dim)
 
 
 def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:

@@ -50,13 +50,13 @@ from torchaudio.models.wav2vec2.utils.import_huggingface import _get_config, _ge
 
 from sertk.errors import SertkError
 from sertk.features.ssl import (
-    _HF_DEFAULTS,
+    HF_DEFAULTS,
     KINDS,
     LayerSpec,
     SSLEncoder,
-    _check_config,
-    _do_normalize,
-    _read_json,
+    check_config,
+    do_normalize,
+    read_json,
 )
 from sertk.features.waveform import frames_to_wave
 from sertk.models.layers import (
@@ -73,7 +73,7 @@ POOLINGS = ("mean", "stats", "attention")
 REDUCTIONS = ("mean", "sum")
 PAPER_VOCAB = 32
 # config.json fields that define the architecture (what a packed model keeps of a checkpoint)
-ARCH_KEYS = (*_HF_DEFAULTS, "model_type", "hidden_act", "feat_extract_activation",
+ARCH_KEYS = (*HF_DEFAULTS, "model_type", "hidden_act", "feat_extract_activation",
              "layer_norm_eps", "feat_proj_layer_norm")
 
 
@@ -83,8 +83,8 @@ def random_encoder(config: dict[str, Any], kind: str | None = None) -> Wav2Vec2M
     kind = kind or config.get("model_type") or "wav2vec2"
     if kind not in KINDS:
         raise SertkError(f"encoder_config: model_type {kind!r} is not one of {', '.join(KINDS)}")
-    _check_config(config, kind, Path("encoder_config"))
-    cfg = SimpleNamespace(**{**_HF_DEFAULTS, **config})
+    check_config(config, kind, Path("encoder_config"))
+    cfg = SimpleNamespace(**{**HF_DEFAULTS, **config})
     try:
         args = (_get_config_wavlm if kind == "wavlm" else _get_config)(cfg)
         return (wavlm_model if kind == "wavlm" else wav2vec2_model)(**args, aux_num_out=None)
@@ -220,10 +220,10 @@ class MTLWav2Vec2CTC(nn.Module):
         if not path:
             return dict(conf)
         root = Path(path).expanduser()
-        raw = _read_json(root / "config.json")
+        raw = read_json(root / "config.json")
         arch = {k: raw[k] for k in ARCH_KEYS if k in raw}
         if conf.get("kind"):
             arch["model_type"] = conf["kind"]
         normalize = conf.get("normalize")
         return {**conf, "encoder": None, "encoder_config": arch, "kind": None,
-                "normalize": _do_normalize(root) if normalize is None else bool(normalize)}
+                "normalize": do_normalize(root) if normalize is None else bool(normalize)}

@@ -51,7 +51,6 @@ from torch import nn
 
 from sertk.errors import SertkError
 from sertk.features.waveform import frames_to_wave
-from sertk.models.daae import FusionAttention
 from sertk.models.layers import (
     ConvBlock1d,
     lengths_to_mask,
@@ -59,6 +58,7 @@ from sertk.models.layers import (
     masked_pool_time,
     zero_padding,
 )
+from sertk.models.layers.attention import FusionAttention
 from sertk.models.layers.stacked_lstm import run_packed
 from sertk.models.registry import MODELS
 
