@@ -225,3 +225,33 @@ def summary_lines(res: Mapping[str, Any]) -> list[str]:
     return [f"listener-dependent: {metrics(ld)}  ({ld['num_pairs']} pairs; "
             f"{ld['mapped_to_other']} mapped to {OTHER}; skipped: {skipped})",
             f"majority: {metrics(mj)}  ({mj['num_utts']} utts)"]
+
+
+def aggregate_folds(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """Mean and standard deviation over folds (population std, as ``sertk score``'s fold
+    aggregation) of UA, WA and macro-F1 of both tasks, from per-fold results JSON files."""
+    if not paths:
+        raise SertkError("no per-fold listener results to aggregate")
+    folds = []
+    for p in paths:
+        try:
+            folds.append(json.loads(Path(p).read_text()))
+        except (OSError, ValueError) as exc:
+            raise SertkError(f"{p}: cannot read listener results ({exc})") from None
+    out: dict[str, Any] = {"num_folds": len(folds), "folds": [str(p) for p in paths]}
+    for task in ("listener_dependent", "majority"):
+        out[task] = {m: {"mean": float(np.mean(v)), "std": float(np.std(v)), "folds": v}
+                     for m in ("UA", "WA", "macro_F1")
+                     for v in [[float(f[task][m]) for f in folds]]}
+    return out
+
+
+def aggregate_lines(agg: Mapping[str, Any]) -> list[str]:
+    """One line per task: mean ± std over the folds."""
+    def cell(r: Mapping[str, Any], m: str) -> str:
+        return f"{m.replace('_', '-')} {100 * r[m]['mean']:.2f} ± {100 * r[m]['std']:.2f}"
+
+    n = agg["num_folds"]
+    return [f"{n} folds, {task.replace('_', '-')}: "
+            + "  ".join(cell(agg[task], m) for m in ("UA", "WA", "macro_F1"))
+            for task in ("listener_dependent", "majority")]

@@ -258,3 +258,41 @@ def test_score_listeners_on_an_experiment_dir(tmp_path, capsys):
     assert res["majority"]["confusion"] == majority["confusion"]
     assert script.main([str(exp), str(dump / "nope"), str(tmp_path / "x.json")]) == 1
     assert "score_listeners.py: error: data directory not found" in capsys.readouterr().err
+    # fold aggregation, as recipe stage 4 runs it
+    other = tmp_path / "res2.json"
+    second = dict(res, listener_dependent=dict(ld, UA=ld["UA"] + 0.1))
+    other.write_text(json.dumps(second))
+    assert script.main(["--aggregate", str(tmp_path / "agg.json"), str(tmp_path / "res.json"),
+                        str(other)]) == 0
+    agg = json.loads((tmp_path / "agg.json").read_text())
+    assert agg["num_folds"] == 2
+    assert agg["listener_dependent"]["UA"]["mean"] == pytest.approx(ld["UA"] + 0.05)
+    assert agg["listener_dependent"]["UA"]["std"] == pytest.approx(0.05)
+    assert capsys.readouterr().out.startswith("2 folds, listener-dependent: UA ")
+    assert script.main(["--aggregate", str(tmp_path / "a.json"), str(tmp_path / "no.json")]) == 1
+    assert "cannot read listener results" in capsys.readouterr().err
+
+
+def test_recipe_scores_both_tasks_per_fold_and_over_folds(tmp_path):
+    """Recipe stage 4 runs bin/score_listeners.py for a listener-adaptive model: per-fold
+    listeners.json and the fold aggregation in RESULTS.md (synthetic listeners L1-L4)."""
+    import subprocess
+
+    recipe = Path(__file__).parents[1] / "egs" / "mini_emo" / "ser1"
+    dirs = f"--datadir {tmp_path}/data --dumpdir {tmp_path}/dump --expdir {tmp_path}/exp"
+    cmd = (f"./run.sh {dirs} --progress false --stop_stage 4 --tag la_mini "
+           "--local_data_opts '--speakers 6 --utts_per_emotion 2' "
+           "--feats_config conf/feats/fbank40.yaml "
+           "--train_config conf/model/listener_adaptive.yaml "
+           "--train_args '--override train.epochs=1 --override model.conf.listener_min_utts=10 "
+           "--override model.conf.lstm_hidden=16 --override model.conf.fc_dims=[16,16]'")
+    proc = subprocess.run(["bash", "-c", cmd], cwd=recipe, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exp = tmp_path / "exp" / "la_mini"
+    res = json.loads((exp / "fold1" / "decode_test" / "listeners.json").read_text())
+    assert res["listener_dependent"]["num_pairs"] > 16 and res["majority"]["num_utts"] == 16
+    assert (exp / "fold1" / "aux" / f"{TABLE}.txt").read_text().split() == ["L1", "L2", "L3",
+                                                                           "L4"]
+    text = (exp / "RESULTS.md").read_text()
+    assert "1 folds, listener-dependent: UA " in text and "1 folds, majority: UA " in text

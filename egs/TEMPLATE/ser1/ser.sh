@@ -270,7 +270,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  results=()
+  results=(); listener_results=()
   for f in $(list_folds); do
     exp=$exp_root/$f
     log "stage 4: inference and scoring on $fdump/$f/test"
@@ -284,10 +284,21 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
         --labels "$exp/labels.txt" --out-dir "$exp/decode_test" --title "$tag $f" \
         | sed "s/^/$f: /" >&2
     fi
+    if [ -f "$exp/aux/utt2listener_emo.txt" ]; then  # listener-adaptive: both of its tasks
+      score_listeners.py --device "${device:-cpu}" "$exp" "$fdump/$f/test" \
+        "$exp/decode_test/listeners.json" | sed "s/^/$f: /" >&2
+      listener_results+=("$exp/decode_test/listeners.json")
+    fi
     results+=(--fold "$exp/decode_test/results.json")
   done
   sertk score "${results[@]}" --out-dir "$exp_root/decode_test" \
     --markdown "$exp_root/RESULTS.md" --command "$run_cmd" --title "$tag"
+  if [ ${#listener_results[@]} -gt 0 ]; then
+    { echo; echo "Listener-adaptive model (bin/score_listeners.py, per fold in" \
+        "<fold>/decode_test/listeners.json):"; echo
+      score_listeners.py --aggregate "$exp_root/decode_test/listeners.json" \
+        "${listener_results[@]}" | sed 's/^/    /'; } | tee -a "$exp_root/RESULTS.md" >&2
+  fi
   log "stage 4 done: $exp_root/RESULTS.md"
 fi
 
