@@ -243,7 +243,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     echo $((prev + SECONDS - start)) > "$exp/train_seconds"
     touch "$exp/.done"
     log "$f: $(tail -n 1 "$exp/logs/stage3.log" | sed 's/^# //') | $(grep -o \
-      '\(best valid UA\|model: valid UA\).*' "$exp/train.log" | tail -n 1)"
+      '\(best valid \(UA\|CCC\)\|model: valid \(UA\|CCC\)\).*' "$exp/train.log" | tail -n 1)"
   }
   $train_on_dev && log "stage 3: dev is part of the training data (--train_on_dev): its" \
     "metrics in $exp_root/<fold>/metrics.csv are not held-out figures"
