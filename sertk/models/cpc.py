@@ -4,6 +4,11 @@ papers.md section 6.
 **CPC network** (usable on its own; pre-trained without labels by ``sertk pretrain cpc``,
 :mod:`sertk.pretrain.cpc`):
 
+* input: not in the paper, each waveform is normalised to zero mean and unit variance over
+  its samples (``normalize: true``, as wav2vec 2.0's feature extractor): without it the
+  un-normalised encoder on quiet recordings (RAVDESS: RMS 0.023) stays at the chance InfoNCE
+  loss ``ln(1 + negatives)`` (measured: 96 steps at lr 1e-3, loss 3.922 raw vs 3.274
+  normalised);
 * encoder ``f``: 4 Conv1d layers, strides 5, 4, 4, 2, kernels 10, 8, 8, 4, 128 channels, ReLU
   (papers.md's reading of "128 hidden units" and its suggested activation); total stride 160,
   100 frames/s at 16 kHz. Not in the paper: each layer pads ``ceil((k - s) / 2)`` samples on
@@ -34,6 +39,10 @@ paper's "proposed" and "minicpc" conditions), ``freeze: false`` fine-tunes it wi
 recogniser (without ``init_checkpoint``: the paper's "end2end" condition). Padding is
 invisible: each conv layer's output is zeroed beyond its valid length (what the unpadded
 utterance's conv padding sees), the GRU is causal, attention keys and pooling are masked.
+With ``freeze: true``, ``cache_frames`` (not in the paper; conf/model/cpc.yaml: 600000, about
+600 MB) keeps each utterance's CPC contexts after its first pass
+(:class:`~sertk.models.layers.frozen_cache.FrozenOutputCache`): the same outputs, one CPC pass
+per utterance instead of one per epoch; packs set it to 0.
 """
 
 from __future__ import annotations
@@ -50,10 +59,21 @@ from sertk.errors import SertkError
 from sertk.features.waveform import frames_to_wave
 from sertk.models.layers import StatsPooling, lengths_to_mask, zero_padding
 from sertk.models.layers.attention import FusionAttention
+from sertk.models.layers.frozen_cache import FrozenOutputCache
 from sertk.models.layers.pretrained import init_from_checkpoint
 from sertk.models.registry import MODELS
 
 FRONTENDS = ("cpc", "none")
+
+
+def normalize_wave(wave: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Each waveform of ``[B, S]`` to zero mean and unit variance over its ``lengths`` samples
+    (padding stays zero)."""
+    mask = lengths_to_mask(lengths, wave.shape[1]).to(wave.dtype)
+    n = mask.sum(1, keepdim=True).clamp_min(1)
+    mean = (wave * mask).sum(1, keepdim=True) / n
+    var = ((wave - mean).pow(2) * mask).sum(1, keepdim=True) / n
+    return (wave - mean) / (var + eps).sqrt() * mask
 
 
 class CPCEncoder(nn.Module):
@@ -100,14 +120,18 @@ class CPCFeatures(nn.Module):
     z [B, T, C], lengths in frames)``. The part a downstream model keeps."""
 
     def __init__(self, channels: int = 128, hidden: int = 256,
-                 strides: Sequence[int] = (5, 4, 4, 2), kernels: Sequence[int] = (10, 8, 8, 4)):
+                 strides: Sequence[int] = (5, 4, 4, 2), kernels: Sequence[int] = (10, 8, 8, 4),
+                 normalize: bool = True):
         super().__init__()
         self.encoder = CPCEncoder(channels, strides, kernels)
         self.gru = nn.GRU(channels, hidden, batch_first=True)
         self.out_dim = hidden
+        self.normalize = bool(normalize)
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.normalize:
+            wave = normalize_wave(wave, lengths)
         z, lengths = self.encoder(wave, lengths)
         c, _ = self.gru(z)  # causal: valid steps never see the (zeroed) padding
         return c, z, lengths
@@ -119,8 +143,9 @@ class CPC(CPCFeatures):
 
     def __init__(self, channels: int = 128, hidden: int = 256,
                  strides: Sequence[int] = (5, 4, 4, 2), kernels: Sequence[int] = (10, 8, 8, 4),
-                 horizon: int = 12, negatives: int = 50, temperature: float = 1.0):
-        super().__init__(channels, hidden, strides, kernels)
+                 horizon: int = 12, negatives: int = 50, temperature: float = 1.0,
+                 normalize: bool = True):
+        super().__init__(channels, hidden, strides, kernels, normalize)
         if horizon < 1 or negatives < 1 or temperature <= 0:
             raise SertkError("cpc: horizon and negatives must be >= 1 and temperature > 0")
         self.predictors = nn.ModuleList(nn.Linear(hidden, channels, bias=False)
@@ -202,13 +227,14 @@ class CPCEmotion(nn.Module):
     def __init__(self, input_dim: int, num_classes: int, frontend: str = "cpc",
                  cpc: dict | None = None, init_checkpoint: str | None = None,
                  freeze: bool = True, heads: int = 8, att_dim: int = 512, fc_dim: int = 128,
-                 fc_layers: int = 2, dropout: float = 0.2):
+                 fc_layers: int = 2, dropout: float = 0.2, cache_frames: int = 0):
         super().__init__()
         if frontend not in FRONTENDS:
             raise SertkError(f"cpc: frontend must be one of {', '.join(FRONTENDS)}, "
                              f"got {frontend!r}")
         self.cpc: CPCFeatures | None = None
         self.freeze = bool(freeze)
+        self.cache = FrozenOutputCache(cache_frames if self.freeze else 0)
         in_dim = input_dim
         if frontend == "cpc":
             self.cpc = CPCFeatures(**(cpc or {}))
@@ -237,6 +263,24 @@ class CPCEmotion(nn.Module):
         if self.cpc is None:
             return self.recogniser(feats, lengths_to_mask(lengths, feats.shape[1]))
         wave, samples = frames_to_wave(feats, lengths)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
-            c, _, frames = self.cpc(wave, samples)
+        if self.freeze:
+            with torch.no_grad():
+                c, frames = self.cache(self._contexts, wave, samples)
+        else:
+            c, frames = self._contexts(wave, samples)
         return self.recogniser(c, lengths_to_mask(frames, c.shape[1]))
+
+    def _contexts(self, wave: torch.Tensor, samples: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        c, _, frames = self.cpc(wave, samples)
+        return c, frames
+
+    @staticmethod
+    def portable_conf(conf: dict) -> dict:
+        """A pack's conf: the CPC weights are in ``model.safetensors`` (no init_checkpoint)
+        and inference keeps no cache (memory must not grow with the number of files)."""
+        out = dict(conf)
+        out.pop("init_checkpoint", None)
+        if "cache_frames" in out:
+            out["cache_frames"] = 0
+        return out

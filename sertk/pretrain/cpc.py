@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
     "model": {"channels": 128, "hidden": 256, "strides": [5, 4, 4, 2],
-              "kernels": [10, 8, 8, 4], "horizon": 12, "negatives": 50, "temperature": 1.0},
+              "kernels": [10, 8, 8, 4], "horizon": 12, "negatives": 50, "temperature": 1.0,
+              "normalize": True},
     "data": {"sample_rate": 16000, "crop_seconds": 10.0},
     "train": {"epochs": 50, "batch_size": 8, "lr": 2.0e-4, "weight_decay": 1.0e-5,
               "grad_clip": None, "num_workers": 0, "seed": 42},
