@@ -250,3 +250,38 @@ def test_source_errors_are_clear(corpora, tmp_path, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("sertk: error: source ") and "no utt2emo" in err[-1]
+
+
+def test_recipe_trains_meta_ser_from_named_source_corpora(tmp_path):
+    """ser.sh --meta_sources: stage 3 is train-meta on the named dump dirs, fine-tuned on each
+    fold; stage 4 scores it like any model; a source without features is one clear line."""
+    import subprocess
+
+    src = []
+    for seed in (3, 4):
+        make_corpus(tmp_path / f"wav{seed}", tmp_path / f"data{seed}", num_speakers=2,
+                    utts_per_emotion=3, seed=seed, duration=(0.6, 0.9))
+        dump(tmp_path / f"data{seed}", tmp_path / f"src{seed}",
+             FeatureConfig.load(REPO / "conf/feats/fbank40.yaml"), nj=1, progress=False)
+        src.append(str(tmp_path / f"src{seed}"))
+    recipe = REPO / "egs" / "mini_emo" / "ser1"
+    dirs = f"--datadir {tmp_path}/data --dumpdir {tmp_path}/dump --expdir {tmp_path}/exp"
+    tiny = " ".join(f"--override {o}" for o in TINY if not o.startswith("target."))
+    base = (f"./run.sh {dirs} --progress false --stop_stage 4 "
+            "--local_data_opts '--speakers 6 --utts_per_emotion 2' "
+            "--feats_config conf/feats/fbank40.yaml --train_config conf/model/meta_ser.yaml "
+            f"--tag meta_mini --train_args '{tiny}'")
+    bad = subprocess.run(["bash", "-c", f"{base} --meta_sources '{src[0]} {tmp_path}/none'"],
+                         cwd=recipe, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0
+    assert f"meta source {tmp_path}/none: no feats.scp" in bad.stderr
+    proc = subprocess.run(["bash", "-c", f"{base} --meta_sources '{' '.join(src)}'"],
+                          cwd=recipe, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exp = tmp_path / "exp" / "meta_mini"
+    rows = list(csv.DictReader((exp / "fold1" / "pretrain" / "metrics.csv").open()))
+    assert {r["stage"] for r in rows} == {"fomaml"}
+    log = (exp / "fold1" / "train.log").read_text()
+    assert all(s in log for s in src)
+    assert "| **mean ± std** |" in (exp / "RESULTS.md").read_text()
+    assert (exp / "fold1" / "decode_test" / "results.json").is_file()

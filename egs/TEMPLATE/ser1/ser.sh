@@ -13,7 +13,9 @@
 #      the training config's train.select must then be last or average). With --pretrain cpc,
 #      self-supervised pre-training first runs on the audio of the same training speakers
 #      (never the fold's test speakers; no labels) into EXPDIR/<tag>/<fold>/pretrain, and
-#      training starts from it (model.conf.init_checkpoint)
+#      training starts from it (model.conf.init_checkpoint). With --meta_sources, training is
+#      `sertk train-meta` (meta_ser; Chopra et al.): an initialisation learnt on the labelled
+#      source corpora named (dump dirs of the same front end), fine-tuned on the fold
 #   4  inference on each fold's test set + scoring (results.json, confusion.{txt,png}),
 #      aggregation over folds into EXPDIR/<tag>/RESULTS.md
 #   5  packing: EXPDIR/<tag>/<fold>/model.zip for `sertk infer`
@@ -46,6 +48,7 @@ train_args=""           # extra `sertk train` arguments, e.g. "--override train.
 pretrain=""             # self-supervised pre-training per fold before stage 3: cpc
 pretrain_config=""      # its config (default: conf/pretrain/<pretrain>.yaml)
 pretrain_args=""        # extra `sertk pretrain` arguments, e.g. "--override train.epochs=5"
+meta_sources=""         # source corpora (dump dirs, same front end) for `sertk train-meta`
 tag=""                  # experiment tag (default: <train config>_<feats config>)
 local_data_opts=""      # options for local/data.sh
 datadir=data
@@ -68,6 +71,8 @@ help_message="Usage: $0 [options]
   --train_on_dev true|false    train on the fold's train + dev speakers (fixed epoch budget)
   --pretrain cpc [--pretrain_config FILE] [--pretrain_args 'ARGS']
                                pre-train on each fold's training audio first (no labels)
+  --meta_sources 'DIR DIR'     sertk train-meta: learn on these source corpora' dump dirs (same
+                               front end), fine-tune on each fold (conf/model/meta_ser.yaml)
   --speed_perturb '0.9 1.1'    speed-perturbed copies of the training sets (Kaldi style)
   --noise_data DIR [--noise_snrs '0 5 10']  noisy copies (noise data dir, MUSAN layout)
   --rir_data DIR               reverberated copies (data dir of room impulse responses)
@@ -204,6 +209,13 @@ dev_opt=""
 if [ -n "$device" ]; then dev_opt="--device $device"; elif [ "$ngpu" -eq 0 ]; then
   dev_opt="--device cpu"; fi
 
+if [ -n "$meta_sources" ] && [ -n "$pretrain" ]; then
+  log "--meta_sources and --pretrain cannot be combined"; exit 1
+fi
+for src in $meta_sources; do
+  [ -f "$src/feats.scp" ] || { log "meta source $src: no feats.scp (dump it with the same" \
+    "--feats_config in its own recipe)"; exit 1; }
+done
 if [ -n "$pretrain" ]; then
   [ -n "$pretrain_config" ] || pretrain_config=conf/pretrain/$pretrain.yaml
   [ -f "$pretrain_config" ] || { log "pre-training config not found: $pretrain_config"; exit 1; }
@@ -226,8 +238,20 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     touch "$out/.done"
   }
   train_fold() {  # train_fold FOLD: one fold's training (resumed when interrupted)
-    local f=$1 exp=$exp_root/$1 resume="" start=$SECONDS prev init=""
+    local f=$1 exp=$exp_root/$1 resume="" start=$SECONDS init="" src sources=()
     mkdir -p "$exp/logs"
+    if [ -n "$meta_sources" ]; then  # learn an initialisation on the sources, then the fold
+      for src in $meta_sources; do sources+=(--source "$src"); done
+      log "stage 3: train-meta on ${meta_sources// /, } then $f's $train_name -> $exp" \
+        "(log: $exp/train.log)"
+      # shellcheck disable=SC2086
+      ${train_cmd} "$exp/logs/stage3.log" \
+        sertk train-meta --config "$train_config" "${sources[@]}" \
+          --target-train "$fdump/$f/$train_name" --target-valid "$fdump/$f/dev" --exp "$exp" \
+          $dev_opt --no-progress $train_args || return 1
+      fold_done "$f" "$exp" "$start"
+      return
+    fi
     if [ -n "$pretrain" ]; then
       pretrain_fold "$f" || return 1
       init="--override model.conf.init_checkpoint=$exp/pretrain/$pretrain.safetensors"
@@ -239,6 +263,10 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       $launcher train --config "$train_config" --train "$fdump/$f/$train_name" \
         --valid "$fdump/$f/dev" --exp "$exp" --cmvn "$fdump/$f/$train_name/cmvn.ark" \
         $dev_opt $resume --no-progress $init $train_args || return 1
+    fold_done "$f" "$exp" "$start"
+  }
+  fold_done() {  # fold_done FOLD EXP START: training time, .done, the log line
+    local f=$1 exp=$2 start=$3 prev
     prev=$(cat "$exp/train_seconds" 2>/dev/null || echo 0)
     echo $((prev + SECONDS - start)) > "$exp/train_seconds"
     touch "$exp/.done"
