@@ -57,6 +57,7 @@ from torchaudio.models.wav2vec2.wavlm_attention import WavLMSelfAttention
 
 from sertk.errors import SertkError
 from sertk.features.registry import FEATURES
+from sertk.features.waveform import normalize_wave
 
 log = logging.getLogger(__name__)
 
@@ -407,13 +408,6 @@ class SSLEncoder(nn.Module):
             lengths = lengths.clamp_min(0)
         return lengths
 
-    def _normalize(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = length_mask(lengths, wav.shape[1]).to(wav.dtype)
-        n = lengths.clamp_min(1).to(wav.dtype)[:, None]
-        mean = (wav * mask).sum(1, keepdim=True) / n
-        var = (((wav - mean) * mask) ** 2).sum(1, keepdim=True) / n
-        return (wav - mean) / torch.sqrt(var + 1e-7) * mask
-
     def _cnn(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         extractor = self.encoder.feature_extractor
         frames = self.num_frames(lengths)
@@ -438,7 +432,7 @@ class SSLEncoder(nn.Module):
         lengths = lengths.to(wav.device)
         upto = self.num_layers + 1 if upto is None else upto
         if self.normalize:
-            wav = self._normalize(wav, lengths)
+            wav = normalize_wave(wav, lengths, eps=1e-7)  # transformers' epsilon
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_cnn
                                     and not self.freeze):
             feats, frames = self._cnn(wav, lengths)

@@ -43,3 +43,14 @@ def frames_to_wave(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor
     """``(x [B, T, n], lengths [B] in frames) -> (wave [B, T * n], lengths [B] in samples)``."""
     b, t, n = x.shape
     return x.reshape(b, t * n), lengths * n
+
+
+def normalize_wave(wave: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Each waveform of ``[B, S]`` to zero mean and unit variance over its ``lengths`` samples
+    (padding stays zero): wav2vec 2.0's ``do_normalize`` and CPC's input normalisation."""
+    mask = (torch.arange(wave.shape[1], device=wave.device)[None, :]
+            < lengths[:, None]).to(wave.dtype)
+    n = lengths.clamp_min(1).to(wave.dtype)[:, None]
+    mean = (wave * mask).sum(1, keepdim=True) / n
+    var = (((wave - mean) * mask) ** 2).sum(1, keepdim=True) / n
+    return (wave - mean) / torch.sqrt(var + eps) * mask

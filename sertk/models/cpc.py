@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sertk.errors import SertkError
-from sertk.features.waveform import frames_to_wave
+from sertk.features.waveform import frames_to_wave, normalize_wave
 from sertk.models.layers import StatsPooling, lengths_to_mask, zero_padding
 from sertk.models.layers.attention import FusionAttention
 from sertk.models.layers.frozen_cache import FrozenOutputCache
@@ -64,16 +64,6 @@ from sertk.models.layers.pretrained import init_from_checkpoint
 from sertk.models.registry import MODELS
 
 FRONTENDS = ("cpc", "none")
-
-
-def normalize_wave(wave: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Each waveform of ``[B, S]`` to zero mean and unit variance over its ``lengths`` samples
-    (padding stays zero)."""
-    mask = lengths_to_mask(lengths, wave.shape[1]).to(wave.dtype)
-    n = mask.sum(1, keepdim=True).clamp_min(1)
-    mean = (wave * mask).sum(1, keepdim=True) / n
-    var = ((wave - mean).pow(2) * mask).sum(1, keepdim=True) / n
-    return (wave - mean) / (var + eps).sqrt() * mask
 
 
 class CPCEncoder(nn.Module):

@@ -24,9 +24,15 @@ import torch
 Encoder = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def _key(x: torch.Tensor) -> bytes:
-    data = x.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
-    return hashlib.blake2b(data, digest_size=16).digest() + len(data).to_bytes(8, "little")
+def _keys(x: torch.Tensor, lengths: torch.Tensor) -> list[bytes]:
+    """A hash of each utterance's unpadded input (one copy of the batch to the CPU)."""
+    host = x.detach().to("cpu", torch.float32)
+    keys = []
+    for i, n in enumerate(lengths.tolist()):
+        data = host[i, :int(n)].contiguous().numpy().tobytes()
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        keys.append(digest + len(data).to_bytes(8, "little"))
+    return keys
 
 
 class FrozenOutputCache:
@@ -46,7 +52,7 @@ class FrozenOutputCache:
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.max_frames <= 0:
             return encoder(x, lengths)
-        keys = [_key(x[i, :int(n)]) for i, n in enumerate(lengths.tolist())]
+        keys = _keys(x, lengths)
         todo = [i for i, k in enumerate(keys) if k not in self.store]
         self.hits += len(keys) - len(todo)
         self.misses += len(todo)
