@@ -158,3 +158,23 @@ def test_save_initial_and_compare_weights(dumped, tmp_path):
     assert rows and all(float(d) > 0 for _, d in rows)  # every layer moved in training
     same = run_sertk("models", "compare-weights", init, init)
     assert all(float(line.split()[1]) == 0.0 for line in same.stdout.splitlines())
+
+
+def test_bn_init_residual_counts_running_statistic_updates():
+    from sertk.train.evaluate import bn_init_residual
+
+    net = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.BatchNorm1d(2),
+                              torch.nn.BatchNorm1d(2, momentum=None))
+    assert bn_init_residual(net) == (1.0, 0)
+    for _ in range(10):
+        net(torch.randn(4, 1, 20))
+    residual, updates = bn_init_residual(net)
+    assert updates == 10 and abs(residual - 0.9 ** 10) < 1e-12
+    assert bn_init_residual(torch.nn.Linear(2, 2)) == (0.0, 0)
+
+
+def test_short_training_warns_that_batch_norm_statistics_are_unsettled(trained):
+    # the tiny fixture model trains a handful of steps: its running statistics still hold
+    # much of their initial values, which the log says (semantic_fusion's eval-mode scale)
+    log_text = (trained / "train.log").read_text()
+    assert "batch-norm running statistics come from only" in log_text

@@ -61,7 +61,7 @@ from sertk.train.distributed import (
     cleanup,
     init_distributed,
 )
-from sertk.train.evaluate import evaluate, evaluate_dims, recalibrate_bn
+from sertk.train.evaluate import bn_init_residual, evaluate, evaluate_dims, recalibrate_bn
 from sertk.train.schedule import build_optimizer, build_scheduler
 from sertk.train.targets import TargetTable, build_targets, dim_names, dim_targets
 
@@ -215,9 +215,21 @@ def _train(cfg: dict[str, Any], train_dir: Path, valid_dir: Path | None, exp: Pa
         _end_epoch(s, epoch, lr, train_loss, train_acc, t0)
     if patience is not None and s.state["bad_epochs"] >= int(patience):
         log.info("early stopping: no valid UA improvement in %d epochs", s.state["bad_epochs"])
+    _warn_unsettled_bn(s.model)
     if tc["select"] in ("last", "average"):
         return _export_final(s)
     return _export_best(s)
+
+
+def _warn_unsettled_bn(model: nn.Module) -> None:
+    """Warn when batch-norm running statistics still hold more than 0.1 % of their initial
+    values (too few training steps): evaluation-mode outputs can then be off in scale."""
+    residual, updates = bn_init_residual(model)
+    if residual > 1e-3:
+        log.warning("batch-norm running statistics come from only %d training steps and still "
+                    "hold %.1f %% of their initial values: evaluation-mode outputs can be off "
+                    "in scale; train for more steps (more epochs or smaller batches)",
+                    updates, 100 * residual)
 
 
 def _check_selection_set(tc: dict[str, Any], train_set: FeatsDataset,
