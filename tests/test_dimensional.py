@@ -143,3 +143,40 @@ def test_dimensional_task_needs_a_regression_loss_and_utt2dim(dumped, tmp_path):
     with pytest.raises(SertkError, match="loss ccc does not fit task categorical"):
         train({**TINY_CONFIG, "loss": {"name": "ccc"}}, dumped / "fold1" / "train", None,
               tmp_path / "e2", device="cpu", progress=False)
+
+
+def test_svr_fusion_folds_fuses_two_recipe_runs(dumped, tmp_path):
+    """bin/svr_fusion_folds.sh on two dimensional runs laid out as a recipe's exp/<tag>."""
+    import os
+    import subprocess
+    import sys
+
+    from sertk.train.trainer import train
+    from tests.conftest import REPO
+
+    roots = []
+    for seed in (1, 2):
+        exp = tmp_path / f"exp{seed}" / "fold1"
+        cfg = {**DIM_CONFIG, "train": {**DIM_CONFIG["train"], "seed": seed}}
+        train(cfg, dumped / "fold1" / "train", dumped / "fold1" / "dev", exp, device="cpu",
+              progress=False)
+        run_sertk("predict", "--model", str(exp), "--data", str(dumped / "fold1" / "test"),
+                  "--out-dir", str(exp / "decode_test"), "--no-progress")
+        roots.append(f"{exp.parent}={dumped}")
+    env = {**os.environ,
+           "PATH": f"{REPO / 'bin'}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    script = str(REPO / "bin" / "svr_fusion_folds.sh")
+    out = tmp_path / "fused"
+    proc = subprocess.run([script, "--stages", "2", str(out), *roots], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "stage 2: dev CCC (cross-fitted)" in proc.stdout
+    assert (tmp_path / "exp1" / "fold1" / "decode_dev" / "hyp.txt").is_file()
+    hyp = (out / "fold1" / "hyp.txt").read_text().splitlines()
+    assert len(hyp) == 24 and len(hyp[0].split()) == 4
+    table = (out / "RESULTS.md").read_text()
+    assert "CCC arousal" in table and "svr_fusion_folds.sh --stages 2" in table
+    bad = subprocess.run([script, str(out), roots[0], f"{tmp_path / 'nope'}={dumped}"],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == f"svr_fusion_folds.sh: no experiment directory {tmp_path / 'nope'}"
