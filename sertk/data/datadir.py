@@ -19,6 +19,7 @@ A data directory holds one utterance per line in each file, keys sorted in C ord
     utt2key         <utt> <key in the corpus table> (optional; corpus recipes)
     utt2fold        <utt> <fold whose test part holds it, or ->  (optional; corpus recipes)
     utt2listener_emo <utt> <annotator>:<label> ... (optional; per-annotator labels)
+    utt2dialog      <utt> <dialog> <turn>          (optional; conversation and 1-based turn)
 
 :func:`validate` mirrors Kaldi's ``validate_data_dir.sh``, :func:`fix` its ``fix_data_dir.sh``.
 """
@@ -53,6 +54,7 @@ UTT_TABLES: dict[str, tuple[int, int | None]] = {
     "utt2key": (2, 2),     # the corpus table's key (e.g. EmoBox's), sertk.data.release
     "utt2fold": (2, 2),    # the fold whose test part holds the utterance ("-": none)
     "utt2listener_emo": (2, None),  # per-annotator labels: <annotator>:<label> ...
+    "utt2dialog": (3, 3),  # <dialog> <turn>: the conversation and the 1-based turn index
     "utt2lang": (2, 2),    # language code (multilingual corpora)
     "utt2intensity": (2, 2),  # the corpus's intensity level of the portrayal
     "utt2sentiment": (2, 2),  # sentiment label (MELD)

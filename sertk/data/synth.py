@@ -77,7 +77,7 @@ def synthesize(style: EmotionStyle, spk: Speaker, rng: np.random.Generator,
                drawn: dict[str, float] | None = None) -> np.ndarray:
     """One utterance as float32 samples in [-1, 1]; ``drawn`` receives the utterance's
     random prosody (``rate`` relative to the style's, ``f0`` relative to the speaker's,
-    ``tilt``, ``energy``)."""
+    ``tilt``, ``energy``) and its number of ``syllables``."""
     n = int(duration * sample_rate)
     t = np.arange(n) / sample_rate
     out = np.zeros(n)
@@ -86,6 +86,7 @@ def synthesize(style: EmotionStyle, spk: Speaker, rng: np.random.Generator,
     pos = rng.uniform(0.05, 0.2)
     base = spk.f0 * style.f0_scale * rng.uniform(0.95, 1.05)
     tilt = style.tilt + rng.normal(0, 0.1)
+    syllables = 0
     while pos + syl_len < duration - 0.05:
         start, stop = int(pos * sample_rate), int((pos + syl_len) * sample_rate)
         ts = t[start:stop] - pos
@@ -103,12 +104,13 @@ def synthesize(style: EmotionStyle, spk: Speaker, rng: np.random.Generator,
         window = np.clip(np.sin(np.pi * ts / syl_len), 0, None) ** 0.5
         out[start:stop] += seg * window
         pos += syl_len + rng.uniform(0.3, 0.6) / rate
+        syllables += 1
     out /= np.abs(out).max() + 1e-9
     energy = style.energy * rng.uniform(0.8, 1.0)
     out *= energy * 0.8
     if drawn is not None:
         drawn.update(rate=rate / (style.rate * spk.rate_scale), f0=base / spk.f0, tilt=tilt,
-                     energy=energy)
+                     energy=energy, syllables=syllables)
     out += rng.normal(0, 0.003, n)
     return np.clip(out, -1, 1).astype(np.float32)
 
@@ -151,6 +153,74 @@ def listener_labels(emotion: str, emotions: list[str], rng: np.random.Generator)
     return " ".join(tokens)
 
 
+# transcripts: one word per syllable; content words carry valence (happy positive, sad and
+# angry negative, neutral neutral) in a fraction TEXT_INFORMATIVE of the utterances, and a
+# class drawn at random otherwise, so the words tell valence but not arousal, and only in part
+WORDS = {
+    "positive": "great wonderful lovely glad fun sunny win gift smile party sweet bright".split(),
+    "negative": "awful terrible lost broken late pain alone rain wrong hate worst fail".split(),
+    "neutral": "table paper window train morning street letter number chair coffee box door"
+               .split(),
+}
+FUNCTION_WORDS = "the a to and it is was so we that this my".split()
+WORD_CLASS = {"happy": "positive", "sad": "negative", "angry": "negative", "neutral": "neutral"}
+TEXT_INFORMATIVE = 0.6
+
+
+def transcript(emotion: str, num_words: int, rng: np.random.Generator) -> str:
+    """Upper-case words, one per syllable (at least one): content words of the emotion's
+    valence class (:data:`WORD_CLASS`) with probability :data:`TEXT_INFORMATIVE`, else of a
+    random class, mixed with function words."""
+    informative = rng.uniform() < TEXT_INFORMATIVE
+    cls = WORD_CLASS.get(emotion, "neutral") if informative else str(rng.choice(list(WORDS)))
+    n = max(1, num_words)
+    content = rng.uniform(size=n) < 0.5
+    content[rng.integers(n)] = True
+    words = [str(rng.choice(WORDS[cls])) if c else str(rng.choice(FUNCTION_WORDS))
+             for c in content]
+    return " ".join(words).upper()
+
+
+# dialogues: the speakers of a pair (spk01 + spk02, ...) take turns; each dialogue has a mood
+# and a turn keeps it with probability DIALOG_MOOD_KEEP, so previous turns inform the current one
+DIALOG_TURNS = 6
+DIALOG_MOOD_KEEP = 0.7
+
+
+def make_dialogues(utt2spk: dict[str, str], utt2emo: dict[str, str],
+                   rng: np.random.Generator, turns: int = DIALOG_TURNS) -> dict[str, str]:
+    """``utt -> "<dialog> <turn>"`` (turn 1-based) for every utterance: speakers paired in
+    sorted order alternate within a dialogue (a speaker left without a partner talks alone),
+    the emotion of a turn follows the dialogue's mood with probability
+    :data:`DIALOG_MOOD_KEEP`, and a dialogue ends after ``turns`` turns or when the speaker
+    due has no utterance left."""
+    speakers = sorted(set(utt2spk.values()))
+    pools: dict[str, dict[str, list[str]]] = {s: {} for s in speakers}
+    for utt in sorted(utt2spk):
+        pools[utt2spk[utt]].setdefault(utt2emo[utt], []).append(utt)
+    out: dict[str, str] = {}
+    for p in range(0, len(speakers), 2):
+        pair = speakers[p:p + 2]
+        n = 0
+        while any(u for s in pair for u in pools[s].values()):
+            n += 1
+            dialog = f"{'-'.join(pair)}_d{n:02d}"
+            first = max(pair, key=lambda s: sum(map(len, pools[s].values())))
+            order = [first] + [s for s in pair if s != first]
+            left = {e: sum(len(pools[s].get(e, [])) for s in pair) for e in utt2emo.values()}
+            mood = max(sorted(left), key=lambda e: left[e])
+            for t in range(turns):
+                spk = order[t % len(order)]
+                avail = sorted(e for e, u in pools[spk].items() if u)
+                if not avail:
+                    break
+                keep = mood in avail and rng.uniform() < DIALOG_MOOD_KEEP
+                emo = mood if keep else str(rng.choice(avail))
+                utt = pools[spk][emo].pop(int(rng.integers(len(pools[spk][emo]))))
+                out[utt] = f"{dialog} {t + 1}"
+    return out
+
+
 def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 10,
                 utts_per_emotion: int = 5, emotions: list[str] | None = None, seed: int = 0,
                 sample_rate: int = 16000, duration: tuple[float, float] = (1.5, 2.5)
@@ -160,15 +230,17 @@ def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 1
     Utterance ids are ``<spk>_<emotion>_<n>`` so that they sort with their speaker. Every fifth
     speaker's files are written as 2-channel 24 kHz FLAC to exercise resampling and downmixing.
     Besides ``utt2emo`` the data directory gets ``utt2dim`` (arousal valence dominance,
-    :func:`dimensions`) and ``utt2listener_emo`` (simulated listeners, :data:`LISTENERS`),
-    drawn from a generator of their own so that the audio does not depend on them.
+    :func:`dimensions`), ``utt2listener_emo`` (simulated listeners, :data:`LISTENERS`),
+    ``text`` (:func:`transcript`) and ``utt2dialog`` (:func:`make_dialogues`), drawn from
+    generators of their own so that the audio does not depend on them.
     """
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     emotions = emotions or list(STYLES)
     rng = np.random.default_rng(seed)
     label_rng = np.random.default_rng([seed, 1])
+    text_rng = np.random.default_rng([seed, 2])
     wav_scp, utt2spk, utt2emo, utt2gender, utt2dur = {}, {}, {}, {}, {}
-    utt2dim, utt2listener = {}, {}
+    utt2dim, utt2listener, text = {}, {}, {}
     for spk in make_speakers(num_speakers, seed):
         odd_format = spk.name.endswith(("05", "10", "15", "20"))
         for emo in emotions:
@@ -180,6 +252,7 @@ def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 1
                 dims = dimensions(emo, STYLES[emo], drawn, label_rng)
                 utt2dim[utt] = " ".join(f"{v:.3f}" for v in dims)
                 utt2listener[utt] = listener_labels(emo, emotions, label_rng)
+                text[utt] = transcript(emo, int(drawn["syllables"]), text_rng)
                 path = (out_dir / spk.name / f"{utt}.{'flac' if odd_format else 'wav'}").resolve()
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if odd_format:
@@ -204,4 +277,7 @@ def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 1
     write_table(data_dir / "utt2dur", utt2dur)
     write_table(data_dir / "utt2dim", utt2dim)
     write_table(data_dir / "utt2listener_emo", utt2listener)
+    write_table(data_dir / "text", text)
+    write_table(data_dir / "utt2dialog",
+                make_dialogues(utt2spk, utt2emo, np.random.default_rng([seed, 3])))
     return data_dir
