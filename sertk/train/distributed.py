@@ -60,5 +60,11 @@ def barrier(info: DistInfo) -> None:
 
 
 def cleanup(info: DistInfo) -> None:
+    """Tear the process group down once every rank has arrived.
+
+    Without the barrier a fast rank can close its gloo pairs while a peer still has one in use;
+    the peer then aborts with "terminate called without an active exception" (seen in CI).
+    """
     if info.distributed and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
