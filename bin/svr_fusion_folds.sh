@@ -64,9 +64,9 @@ for f in $folds; do
   # shellcheck disable=SC2086
   svr_fusion.py --stages "$stages" --utt2spk "$ref/dev/utt2spk" --folds "$cv" $fusion_args \
     --ref "$ref/dev/utt2dim" "${systems[@]}" "$out/$f" | sed 's/^/  /'
-  sertk score --dim --ref "$ref/test/utt2dim" --hyp "$out/$f/hyp.txt" --out-dir "$out/$f" \
+  sertk score --dim --ref "$ref/test/utt2dim" --hyp "$out/$f/hyp.txt" --out-dir "$out/$f/decode_test" \
     --title "SVR fusion $f" | sed "s/^/  /"
-  results+=(--fold "$out/$f/results.json")
+  results+=(--fold "$out/$f/decode_test/results.json")
 done
 sertk score "${results[@]}" --out-dir "$out" --markdown "$out/RESULTS.md" \
   --command "$0 --stages $stages ${fusion_args:+--fusion_args '$fusion_args' }$out $*" \

@@ -176,6 +176,7 @@ def test_svr_fusion_folds_fuses_two_recipe_runs(dumped, tmp_path):
     assert len(hyp) == 24 and len(hyp[0].split()) == 4
     table = (out / "RESULTS.md").read_text()
     assert "CCC arousal" in table and "svr_fusion_folds.sh --stages 2" in table
+    assert "| fold1 |" in table  # rows named by fold
     bad = subprocess.run([script, str(out), roots[0], f"{tmp_path / 'nope'}={dumped}"],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 1
