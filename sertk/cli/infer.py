@@ -28,6 +28,10 @@ def register(app: typer.Typer) -> None:
               skip_bad: bool = typer.Option(False, help="report unreadable files and go on"),
               utt2spk: Path = typer.Option(None, help="'key speaker' lines; needed by models "
                                                       "trained with per-speaker CMVN"),
+              text: Path = typer.Option(None, help="'key transcript' lines (Kaldi text); "
+                                                   "needed by models that read a transcript"),
+              jsonl: Path = typer.Option(None, help="JSON lines {\"key\", \"wav\", "
+                                                    "\"text\"} (audio and transcript)"),
               progress: bool = typer.Option(True)) -> None:
         """Write one JSON line per file: key, label and the posterior of every class (and
         text, the transcript, for a model with a CTC head packed with its tokenizer)."""
@@ -35,19 +39,25 @@ def register(app: typer.Typer) -> None:
         from sertk.infer.recognizer import (
             Recognizer,
             inputs_from_dir,
+            inputs_from_jsonl,
             inputs_from_wav_list,
             inputs_from_wav_scp,
         )
 
-        given = [x for x in (wav_list, wav_scp, directory) if x is not None]
+        given = [x for x in (wav_list, wav_scp, directory, jsonl) if x is not None]
         if len(given) != 1:
-            raise SertkError("give exactly one of --wav-list, --wav-scp, --dir")
-        items = (inputs_from_wav_list(wav_list) if wav_list else
-                 inputs_from_wav_scp(wav_scp) if wav_scp else inputs_from_dir(directory))
+            raise SertkError("give exactly one of --wav-list, --wav-scp, --dir, --jsonl")
         from sertk.data.kaldi_table import read_table
 
+        texts = read_table(text, 1) if text else None
+        if jsonl:
+            items, from_json = inputs_from_jsonl(jsonl)
+            texts = {**from_json, **(texts or {})} if from_json or texts else None
+        else:
+            items = (inputs_from_wav_list(wav_list) if wav_list else
+                     inputs_from_wav_scp(wav_scp) if wav_scp else inputs_from_dir(directory))
         rec = Recognizer(load_packed(model, device), device, batch_size, segment, shift,
-                         read_table(utt2spk, 2, 2) if utt2spk else None)
+                         read_table(utt2spk, 2, 2) if utt2spk else None, texts)
         fh = out.open("w") if out else sys.stdout
         n_ok, errors = 0, []
         try:

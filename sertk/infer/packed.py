@@ -191,7 +191,7 @@ def load_packed(path: str | Path, device: torch.device | str = "cpu") -> PackedM
     mcfg = config["model"]
     model = EmotionClassifier(mcfg["name"], int(config["input_dim"]), len(labels),
                               mcfg.get("conf"), aux_classes=config.get("aux_classes"),
-                              members=members_of(mcfg))
+                              members=members_of(mcfg), input_sizes=config.get("input_sizes"))
     # mean and std come with the weights; whether to divide by std is a training option
     model.cmvn.norm_vars = norm_vars_of(config)
     state = load_safetensors(files["model.safetensors"])

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from sertk.data.dataset import FeatsDataset, pad_collate
+from sertk.data.inputs import InputTable, batch_inputs, build_inputs
 from sertk.data.kaldi_table import read_table, write_table
 from sertk.data.sampler import BucketBatchSampler
 from sertk.data.segments import windows
@@ -27,19 +28,21 @@ from sertk.errors import DataError, SertkError
 from sertk.features.dump import compute_features
 from sertk.features.registry import build_frontend
 from sertk.infer.packed import PackedModel
+from sertk.models.classifier import input_tables
 
 log = logging.getLogger(__name__)
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".sph")
 
 
 @torch.no_grad()
-def posteriors(packed: PackedModel, feats: list[torch.Tensor], device: torch.device | str
+def posteriors(packed: PackedModel, feats: list[torch.Tensor], device: torch.device | str,
+               inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
                ) -> torch.Tensor:
     """Softmax posteriors ``[N, C]`` for a padded batch of ``[T, D]`` features (the
-    predicted values of a dimensional model)."""
+    predicted values of a dimensional model); ``inputs``: the batch's extra model inputs."""
     lengths = torch.tensor([f.shape[0] for f in feats])
     x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
-    out = packed.model(x, lengths.to(device)).float()
+    out = packed.model(x, lengths.to(device), inputs=inputs).float()
     return (out if is_dimensional(packed) else torch.softmax(out, dim=-1)).cpu()
 
 
@@ -64,6 +67,7 @@ def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     ds = FeatsDataset(data_dir, None if is_dimensional(packed) else packed.labels,
                       require_labels=False)
+    tables = model_inputs(packed, data_dir, ds.keys)
     sampler = BucketBatchSampler(ds.lengths, batch_size, shuffle=False)
     loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=pad_collate)
     hyp: dict[str, str] = {}
@@ -77,7 +81,7 @@ def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
             else:
                 post = posteriors(packed, [f[:n] for f, n in zip(batch["feats"],
                                                                  batch["lengths"].tolist())],
-                                  device)
+                                  device, batch_inputs(tables, batch["keys"], device))
         for key, p in zip(batch["keys"], post):
             records[key] = _record(key, p, packed.labels, is_dimensional(packed))
             hyp[key] = " ".join(f"{v:.4f}" for v in p.tolist()) if is_dimensional(packed) \
@@ -87,6 +91,17 @@ def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
             fh.write(json.dumps(records[key]) + "\n")
     write_table(out_dir / "hyp.txt", hyp)
     return hyp
+
+
+def model_inputs(packed: PackedModel, data_dir: str | Path, keys: list[str]
+                 ) -> dict[str, InputTable]:
+    """The extra input tables the packed model reads, from ``data_dir`` (every key needs an
+    entry; a text input uses the pack's tokenizer)."""
+    mcfg = packed.config["model"]
+    kinds = input_tables(mcfg["name"], mcfg.get("conf"))
+    if "tokens" in kinds.values() and packed.tokenizer is None:
+        raise SertkError("the model reads a transcript but its tokenizer is missing")
+    return build_inputs(data_dir, kinds, keys, packed.tokenizer)
 
 
 def _record(key: str, post: torch.Tensor, labels: list[str], dimensional: bool = False
@@ -115,6 +130,32 @@ def inputs_from_wav_list(path: str | Path) -> list[tuple[str, str]]:
         seen[key] = lineno
         items.append((key, wav))
     return items
+
+
+def inputs_from_jsonl(path: str | Path) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """JSON lines ``{"wav": path, "key": optional, "text": optional}`` -> the audio items and
+    the transcripts given (the key defaults to the file name without extension)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SertkError(f"JSON-lines input not found: {path}")
+    items, texts, seen = [], {}, {}
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: not JSON: {exc.msg}") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("wav"), str):
+            raise DataError(f"{path}:{lineno}: needs a \"wav\" field (the audio path)")
+        key = str(rec.get("key") or Path(rec["wav"]).stem)
+        if key in seen:
+            raise DataError(f"{path}:{lineno}: duplicate key {key!r} (also line {seen[key]})")
+        seen[key] = lineno
+        items.append((key, rec["wav"]))
+        if rec.get("text") is not None:
+            texts[key] = str(rec["text"])
+    return items, texts
 
 
 def inputs_from_wav_scp(path: str | Path) -> list[tuple[str, str]]:
@@ -147,7 +188,9 @@ class Recognizer:
     speaker of every input (``utt2spk``): features are normalised with the statistics of all
     inputs of the same speaker, as in training. A model trained with ``train.eval_segment``
     averages the posteriors of those windows, as in its validation; ``segment``/``shift``
-    (seconds) override that and also report per-window posteriors.
+    (seconds) override that and also report per-window posteriors. A model that reads a
+    transcript (``text`` input) needs ``texts`` (``{key: transcript}``); every window of a
+    file gets the file's transcript.
     """
 
     packed: PackedModel
@@ -156,6 +199,7 @@ class Recognizer:
     segment: float | None = None
     shift: float | None = None
     utt2spk: dict[str, str] | None = None
+    texts: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.frontend = build_frontend(self.packed.feats)
@@ -171,6 +215,32 @@ class Recognizer:
             raise SertkError("this model normalises features per speaker (trained with "
                              "--cmvn_type speaker): give the speaker of every input "
                              "(--utt2spk FILE with 'key speaker' lines)")
+        mcfg = self.packed.config["model"]
+        self.input_kinds = input_tables(mcfg["name"], mcfg.get("conf"))
+        other = [t for t, k in self.input_kinds.items() if k != "tokens"]
+        if other:
+            raise SertkError(f"this model reads {', '.join(other)} besides audio: run `sertk "
+                             "predict` on a data directory that has it")
+        if self.input_kinds and self.texts is None:
+            raise SertkError("this model reads a transcript: give one per input (--text FILE "
+                             "with 'key transcript' lines, or --jsonl with a \"text\" field)")
+        if self.input_kinds and self.packed.tokenizer is None:
+            raise SertkError("the model reads a transcript but its tokenizer is missing")
+
+    def _inputs(self, keys: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
+        """The transcripts of ``keys`` as token ids, padded (None for an audio-only model)."""
+        if not self.input_kinds:
+            return None
+        seqs = []
+        for key in keys:
+            text = (self.texts or {}).get(key, "")
+            ids = self.packed.tokenizer.encode(text) if text.strip() else []
+            if not ids:
+                raise DataError(f"{key}: no transcript (the model reads one; see --text)")
+            seqs.append(torch.tensor(ids, dtype=torch.long))
+        lengths = torch.tensor([len(s) for s in seqs])
+        padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
+        return {t: (padded.to(self.device), lengths.to(self.device)) for t in self.input_kinds}
 
     def _features(self, items: list[tuple[str, str]], skip_bad: bool
                   ) -> Iterator[tuple[str, str, torch.Tensor | None, str | None]]:
@@ -245,7 +315,8 @@ class Recognizer:
                     [(0, feats.shape[0])]
                 for s, e in spans:
                     pieces.append((len(results) - 1, s, e, feats[s:e]))
-            post = posteriors(self.packed, [p[3] for p in pieces], self.device) \
+            post = posteriors(self.packed, [p[3] for p in pieces], self.device,
+                              self._inputs([results[p[0]]["key"] for p in pieces])) \
                 if pieces else torch.empty(0)
             for ridx, rec in enumerate(results):
                 if "error" in rec:

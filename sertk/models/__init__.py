@@ -30,6 +30,7 @@ from sertk.models import (  # noqa: F401  (register models)
     mtl_msf,
     mtl_w2v2_ctc,
     nonverbal_seg,
+    rajan_self_cross,
     replk,
     resnet,
     semantic_fusion,

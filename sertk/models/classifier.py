@@ -21,12 +21,16 @@ class EmotionClassifier(nn.Module):
 
     def __init__(self, name: str, input_dim: int, num_classes: int,
                  conf: dict[str, Any] | None = None, cmvn: GlobalCMVN | None = None,
-                 aux_classes: dict[str, int] | None = None, members: int = 1):
+                 aux_classes: dict[str, int] | None = None, members: int = 1,
+                 input_sizes: dict[str, int] | None = None):
         super().__init__()
-        extra = {"aux_classes": aux_classes} if aux_tables(name, conf) else {}
+        extra: dict[str, Any] = {"aux_classes": aux_classes} if aux_tables(name, conf) else {}
+        self.reads_inputs = bool(input_tables(name, conf))
+        if self.reads_inputs:
+            extra["input_sizes"] = input_sizes
         if members > 1 and extra:
-            raise SertkError(f"model {name} has auxiliary targets: it cannot be an ensemble "
-                             "(model.members)")
+            raise SertkError(f"model {name} has auxiliary targets or extra inputs: it cannot "
+                             "be an ensemble (model.members)")
         self.net = build_net(name, input_dim, num_classes, conf, members, **extra)
         self.cmvn = cmvn if cmvn is not None else GlobalCMVN(np.zeros(input_dim),
                                                              np.ones(input_dim))
@@ -35,11 +39,15 @@ class EmotionClassifier(nn.Module):
         self.num_classes = num_classes
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, normalized: bool = False,
-                aux_targets: dict[str, torch.Tensor] | None = None
+                aux_targets: dict[str, torch.Tensor] | None = None,
+                inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits; with ``aux_targets`` also the network's auxiliary loss, computed inside
-        this forward so that DDP sees every parameter it reaches."""
-        logits = self.net(feats if normalized else self.cmvn(feats), lengths)
+        this forward so that DDP sees every parameter it reaches. ``inputs``: the batch's
+        extra inputs (:mod:`sertk.data.inputs`) for a model that reads them."""
+        x = feats if normalized else self.cmvn(feats)
+        logits = self.net(x, lengths, inputs=inputs) if self.reads_inputs \
+            else self.net(x, lengths)
         if aux_targets is None:
             return logits
         return logits, self.net.auxiliary_loss(aux_targets)
@@ -70,6 +78,15 @@ def aux_tables(name: str, conf: dict[str, Any] | None = None) -> tuple[str, ...]
     if hasattr(builder, "aux_tables_for"):
         return tuple(builder.aux_tables_for(conf or {}))
     return tuple(getattr(builder, "aux_tables", ()))
+
+
+def input_tables(name: str, conf: dict[str, Any] | None = None) -> dict[str, str]:
+    """The extra input tables (``{table: kind}``, see :mod:`sertk.data.inputs`) a registered
+    model reads with this config (its ``input_tables_for(conf)``, else ``input_tables``)."""
+    builder = MODELS.get(name).builder
+    if hasattr(builder, "input_tables_for"):
+        return dict(builder.input_tables_for(conf or {}))
+    return dict(getattr(builder, "input_tables", {}))
 
 
 def aux_kinds(name: str, conf: dict[str, Any] | None = None) -> dict[str, str]:

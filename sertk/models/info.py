@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from sertk.config import load_yaml
 from sertk.errors import SertkError
 from sertk.features.registry import FeatureConfig, build_frontend
-from sertk.models.classifier import build_net, members_of
+from sertk.models.classifier import build_net, input_tables, members_of
 from sertk.models.registry import MODELS
 
 REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -39,7 +39,8 @@ def _rnn_formula(mod: nn.Module, x) -> int:  # noqa: ANN001
     return total
 
 
-def count_flops(model: nn.Module, feats: torch.Tensor, lengths: torch.Tensor) -> int:
+def count_flops(model: nn.Module, feats: torch.Tensor, lengths: torch.Tensor,
+                inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> int:
     """FLOPs of one forward pass; an RNN call the counter did not see (fused kernel, e.g. an
     unpacked nn.LSTM) is added by formula, one it saw (packed input) is not counted twice."""
     model.eval()
@@ -60,11 +61,32 @@ def count_flops(model: nn.Module, feats: torch.Tensor, lengths: torch.Tensor) ->
                                          m.register_forward_hook(post))]
     try:
         with torch.no_grad(), counter:
-            model(feats, lengths)
+            if inputs is None:
+                model(feats, lengths)
+            else:
+                model(feats, lengths, inputs=inputs)
     finally:
         for h in handles:
             h.remove()
     return int(counter.get_total_flops()) + extra
+
+
+# what the extra inputs of a multimodal model are assumed to be for its FLOPs count
+EXAMPLE_SIZE = {"tokens": 1000, "feats": 512}   # vocabulary size / feature dimension
+EXAMPLE_RATE = {"tokens": 3.0, "feats": 25.0}    # tokens / frames per second of audio
+
+
+def example_inputs(kinds: dict[str, str], seconds: float
+                   ) -> tuple[dict[str, int], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """``input_sizes`` and one utterance's extra inputs for ``seconds`` of audio."""
+    sizes, inputs = {}, {}
+    for table, kind in kinds.items():
+        n = max(1, int(EXAMPLE_RATE[kind] * seconds))
+        sizes[table] = EXAMPLE_SIZE[kind]
+        x = torch.arange(n)[None] % (EXAMPLE_SIZE[kind] - 1) + 1 if kind == "tokens" \
+            else torch.full((1, n, EXAMPLE_SIZE[kind]), 1e-3)
+        inputs[table] = (x, torch.tensor([n]))
+    return sizes, inputs
 
 
 def model_config(name_or_path: str) -> tuple[dict[str, Any], Path | None]:
@@ -98,8 +120,11 @@ def info(name_or_path: str, seconds: float = 3.0, num_classes: int | None = None
     if extra is not None:  # columns pasted beside the front end's (semantic_fusion)
         x = torch.nn.functional.pad(x, (0, extra(mcfg.get("conf") or {})))
     n_cls = num_classes or len(cfg.get("labels") or []) or 4
-    net = build_net(mcfg["name"], x.shape[2], n_cls, mcfg.get("conf"), members_of(mcfg))
-    flops = count_flops(net, x, torch.tensor([x.shape[1]]))
+    kinds = input_tables(mcfg["name"], mcfg.get("conf"))
+    sizes, inputs = example_inputs(kinds, seconds)
+    net = build_net(mcfg["name"], x.shape[2], n_cls, mcfg.get("conf"), members_of(mcfg),
+                    **({"input_sizes": sizes} if kinds else {}))
+    flops = count_flops(net, x, torch.tensor([x.shape[1]]), inputs if kinds else None)
     return {"model": mcfg["name"], "config": str(path) if path else None,
             "params": sum(p.numel() for p in net.parameters()),
             "mflops": flops / 1e6, "input": list(x.shape[1:]), "seconds": seconds,

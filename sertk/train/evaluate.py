@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from sertk.data.dataset import FeatsDataset, pad_collate
+from sertk.data.inputs import InputTable, batch_inputs
 from sertk.data.sampler import BucketBatchSampler
 from sertk.data.segments import windows
 from sertk.errors import SertkError
@@ -25,11 +26,13 @@ from sertk.train.targets import TargetTable
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: FeatsDataset, sampler: BucketBatchSampler,
              criterion: nn.Module, info: DistInfo, num_classes: int,
-             segment: tuple[int, int] | None = None) -> dict[str, Any]:
+             segment: tuple[int, int] | None = None,
+             inputs: dict[str, InputTable] | None = None) -> dict[str, Any]:
     """Loss and metrics over the whole set; each rank scores its share, sums are all-reduced.
 
     With ``segment = (length, shift)`` each utterance is scored as the mean posterior of its
-    windows (test-time averaging) and the loss is the NLL of that mean.
+    windows (test-time averaging) and the loss is the NLL of that mean. ``inputs``: the
+    model's extra input tables (:mod:`sertk.data.inputs`).
     """
     model = unwrap(model)
     model.eval()
@@ -39,7 +42,8 @@ def evaluate(model: nn.Module, dataset: FeatsDataset, sampler: BucketBatchSample
     for batch in loader:
         target = batch["labels"].to(info.device)
         if segment is None:
-            logits = model(batch["feats"].to(info.device), batch["lengths"].to(info.device))
+            logits = model(batch["feats"].to(info.device), batch["lengths"].to(info.device),
+                           inputs=batch_inputs(inputs, batch["keys"], info.device))
             loss_sum += float(criterion(logits.float(), target)) * target.numel()
             hyp = logits.argmax(-1)
         else:
@@ -62,7 +66,8 @@ def evaluate(model: nn.Module, dataset: FeatsDataset, sampler: BucketBatchSample
 @torch.no_grad()
 def evaluate_dims(model: nn.Module, dataset: FeatsDataset, sampler: BucketBatchSampler,
                   criterion: nn.Module, info: DistInfo, targets: TargetTable,
-                  names: list[str]) -> dict[str, Any]:
+                  names: list[str], inputs: dict[str, InputTable] | None = None
+                  ) -> dict[str, Any]:
     """Dimensional task: CCC, Pearson and MSE per dimension over the whole set (from sums
     all-reduced across ranks), ``CCC`` their mean CCC; ``loss`` is the CCC loss of the
     whole set (``1 - sum_d w_d CCC_d``) or, for other criteria, the mean batch loss."""
@@ -74,7 +79,8 @@ def evaluate_dims(model: nn.Module, dataset: FeatsDataset, sampler: BucketBatchS
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=pad_collate)
     for batch in loader:
         y = targets.batch(batch["keys"]).double()
-        x = model(batch["feats"].to(info.device), batch["lengths"].to(info.device)).double().cpu()
+        x = model(batch["feats"].to(info.device), batch["lengths"].to(info.device),
+                  inputs=batch_inputs(inputs, batch["keys"], info.device)).double().cpu()
         sums += torch.stack([torch.ones_like(x).sum(0), x.sum(0), y.sum(0), (x * x).sum(0),
                              (y * y).sum(0), (x * y).sum(0)])
         loss_sum += float(criterion(x.float(), y.float())) * x.shape[0]
@@ -139,7 +145,7 @@ def bn_init_residual(model: nn.Module) -> tuple[float, int]:
 
 @torch.no_grad()
 def recalibrate_bn(model: EmotionClassifier, dataset: FeatsDataset, info: DistInfo,
-                   batch_size: int = 32) -> bool:
+                   batch_size: int = 32, inputs: dict[str, InputTable] | None = None) -> bool:
     """Recompute batch-norm running statistics as a cumulative average over one pass of the
     training set (SWA's ``update_bn``: averaged weights need their own statistics). Each
     rank uses its own shard; rank 0's statistics are kept. Returns False without BN layers."""
@@ -157,7 +163,8 @@ def recalibrate_bn(model: EmotionClassifier, dataset: FeatsDataset, info: DistIn
                                  world_size=info.world_size, pad_to_world=False)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=pad_collate)
     for batch in loader:
-        model(batch["feats"].to(info.device), batch["lengths"].to(info.device))
+        model(batch["feats"].to(info.device), batch["lengths"].to(info.device),
+              inputs=batch_inputs(inputs, batch["keys"], info.device))
     for m, mom in zip(bns, saved):
         m.momentum = mom
     model.eval()

@@ -42,12 +42,13 @@ from sertk.augment import Batch, build_augment
 from sertk.config import save_yaml
 from sertk.data.datadir import DataDir
 from sertk.data.dataset import FeatsDataset, pad_collate, read_labels, write_labels
+from sertk.data.inputs import InputTable, batch_inputs, build_inputs, load_tokenizer
 from sertk.data.sampler import BucketBatchSampler
 from sertk.errors import SertkError
 from sertk.features.cmvn import GlobalCMVN, compute_global_stats, norm_vars_of
 from sertk.logging_utils import setup_logging
 from sertk.losses import build_loss
-from sertk.models.classifier import EmotionClassifier, aux_kinds, members_of
+from sertk.models.classifier import EmotionClassifier, aux_kinds, input_tables, members_of
 from sertk.train.checkpoint import (
     load_state,
     load_weights,
@@ -136,6 +137,8 @@ class TrainData:
     aux: dict[str, TargetTable]
     dims: TargetTable | None = None        # utt2dim of the training set (dimensional task)
     valid_dims: TargetTable | None = None
+    inputs: dict[str, InputTable] = field(default_factory=dict)  # extra model inputs
+    valid_inputs: dict[str, InputTable] = field(default_factory=dict)
 
     @property
     def select_metric(self) -> str:
@@ -287,9 +290,16 @@ def _load_data(cfg: dict[str, Any], tc: dict[str, Any], train_dir: Path, valid_d
     d, conf = DataDir(train_dir), mcfg.get("conf") or {}
     aux = {t: build_targets(d, t, kind, conf, labels)
            for t, kind in aux_kinds(mcfg["name"], conf).items()}
+    kinds = input_tables(mcfg["name"], conf)
+    if kinds and tc["eval_segment"]:
+        raise SertkError(f"train.eval_segment (window-averaged posteriors) is not available "
+                         f"for a model that reads {', '.join(kinds)}")
+    tok = load_tokenizer(conf) if "tokens" in kinds.values() else None
+    inputs = build_inputs(train_dir, kinds, train_set.keys, tok)
+    valid_inputs = build_inputs(valid_dir, kinds, valid_set.keys, tok) if valid_set else {}
     return TrainData(labels, train_set, valid_set, train_sampler, valid_sampler, input_dim,
                      tuple(tc["eval_segment"]) if tc["eval_segment"] else None, aux, dims,
-                     valid_dims)
+                     valid_dims, inputs, valid_inputs)
 
 
 def _write_exp_files(cfg: dict[str, Any], data: TrainData, train_dir: Path, exp: Path,
@@ -308,13 +318,16 @@ def _write_exp_files(cfg: dict[str, Any], data: TrainData, train_dir: Path, exp:
         resolved = {**cfg, "input_dim": data.input_dim, "labels": data.labels}
         if data.aux:
             resolved["aux_classes"] = {t: a.size for t, a in data.aux.items()}
+        if data.inputs:
+            resolved["input_sizes"] = {t: a.size for t, a in data.inputs.items()}
         for t, a in data.aux.items():
             if a.vocab:
                 (exp / "aux").mkdir(exist_ok=True)
                 write_labels(exp / "aux" / f"{t}.txt", a.vocab)
-            if a.kind == "tokens":  # the units travel with the model (pack, infer)
-                shutil.copytree(cfg["model"]["conf"]["tokenizer"], exp / "tokenizer",
-                                dirs_exist_ok=True)
+        if any(a.kind == "tokens" for a in [*data.aux.values(), *data.inputs.values()]):
+            # the units travel with the model (pack, infer)
+            shutil.copytree(cfg["model"]["conf"]["tokenizer"], exp / "tokenizer",
+                            dirs_exist_ok=True)
         save_yaml(resolved, exp / "config.yaml")
     barrier(info)
 
@@ -330,7 +343,9 @@ def _build_model(cfg: dict[str, Any], data: TrainData, exp: Path, info: DistInfo
     aux_classes = {t: a.size for t, a in data.aux.items()} or None
     model = EmotionClassifier(mcfg["name"], data.input_dim, len(data.labels), mcfg.get("conf"),
                               GlobalCMVN.from_file(exp / "cmvn.ark", norm_vars_of(cfg)),
-                              aux_classes, members_of(mcfg)).to(info.device)
+                              aux_classes, members_of(mcfg),
+                              {t: a.size for t, a in data.inputs.items()} or None
+                              ).to(info.device)
     nparams = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("model %s: %.3fM trainable parameters", mcfg["name"], nparams / 1e6)
     return model
@@ -452,14 +467,16 @@ def _train_step(s: Session, batch: dict[str, Any], gen: torch.Generator, epoch: 
     if s.batch_aug is not None:
         b = s.batch_aug(Batch(feats, lengths, target, len(s.data.labels)), gen)
         feats, lengths, target = b.feats, b.lengths, b.targets
+    inputs = batch_inputs(s.data.inputs, batch["keys"], device)
     with torch.autocast(device.type, dtype=s.amp_dtype or torch.float32,
                         enabled=s.amp_dtype is not None):
         if s.has_aux:
             aux = {t: a.batch(batch["keys"], device) for t, a in s.data.aux.items()}
-            logits, aux_loss = s.ddp_model(feats, lengths, normalized=True, aux_targets=aux)
+            logits, aux_loss = s.ddp_model(feats, lengths, normalized=True, aux_targets=aux,
+                                           inputs=inputs)
             loss = s.emotion_weight * _emotion_loss(s.criterion, logits, target) + aux_loss
         else:
-            logits = s.ddp_model(feats, lengths, normalized=True)
+            logits = s.ddp_model(feats, lengths, normalized=True, inputs=inputs)
             loss = _emotion_loss(s.criterion, logits, target)
     if not torch.isfinite(loss):
         raise SertkError(f"epoch {epoch}: loss became {loss.item()} on batch "
@@ -560,9 +577,9 @@ def _validate(s: Session) -> dict[str, Any]:
         return {k: float("nan") for k in ("loss", *names)}
     if d.dims is not None:
         return evaluate_dims(s.model, d.valid_set, d.valid_sampler, s.criterion, s.info,
-                             d.valid_dims, d.labels)
+                             d.valid_dims, d.labels, d.valid_inputs)
     return evaluate(s.model, d.valid_set, d.valid_sampler, s.criterion, s.info,
-                    len(d.labels), d.eval_segment)
+                    len(d.labels), d.eval_segment, d.valid_inputs)
 
 
 def _export_best(s: Session) -> dict[str, Any]:
@@ -591,7 +608,8 @@ def _export_final(s: Session) -> dict[str, Any]:
             save_weights(s.model, out)
     barrier(s.info)
     load_weights(s.model, out)
-    if tc["select"] == "average" and recalibrate_bn(s.model, d.train_set, s.info):
+    if tc["select"] == "average" and recalibrate_bn(s.model, d.train_set, s.info,
+                                                    inputs=d.inputs):
         if s.info.is_main:
             save_weights(s.model, out)
             log.info("recomputed batch-norm statistics of the averaged weights on the "
