@@ -79,6 +79,22 @@ def test_score_cli_writes_results_and_png(tmp_path):
     assert "| **mean ± std** | **75.00 ± 0.00**" in (tmp_path / "agg" / "RESULTS.md").read_text()
 
 
+def test_score_subset_counts_the_labels_a_smaller_model_lacks(tmp_path):
+    from tests.conftest import run_sertk
+
+    (tmp_path / "ref").write_text("u1 sad\nu2 happy\nu3 calm\nu4 calm\nu5 fearful\n")
+    (tmp_path / "hyp").write_text("u1 sad\nu2 sad\nu3 sad\nu4 happy\nu5 happy\n")
+    (tmp_path / "labels").write_text("happy\nsad\n")
+    args = ["score", "--ref", tmp_path / "ref", "--hyp", tmp_path / "hyp", "--labels",
+            tmp_path / "labels", "--out-dir", tmp_path / "res"]
+    bad = run_sertk(*args, check=False)
+    assert bad.returncode != 0 and "unknown label 'calm'" in bad.stderr
+    out = run_sertk(*args, "--subset").stdout
+    assert "UA 50.00" in out
+    assert "(3 utterances of other labels not scored: calm 2, fearful 1)" in out
+    assert json.loads((tmp_path / "res" / "results.json").read_text())["not_scored"] == 3
+
+
 def test_average_posteriors_late_fusion(tmp_path):
     """bin/average_posteriors.py: the mean of systems' posteriors, its arg-max, clear errors."""
     import json

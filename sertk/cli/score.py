@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import typer
@@ -23,6 +24,9 @@ def register(app: typer.Typer) -> None:
               markdown: Path = typer.Option(None, help="with --fold: also write a Markdown "
                                                        "table (e.g. EXP/RESULTS.md)"),
               command: str = typer.Option("", help="command to quote in the Markdown"),
+              subset: bool = typer.Option(False, help="score only the reference utterances "
+                                                      "whose label is in --labels (a model of "
+                                                      "fewer classes); the others are counted"),
               dim: bool = typer.Option(False, "--dim", help="dimensional: --ref utt2dim, --hyp "
                                                             "'utt a v d'; CCC, MSE, Pearson "
                                                             "and a scatter plot")
@@ -69,9 +73,23 @@ def register(app: typer.Typer) -> None:
             return
         refs = read_table(ref, 2, 2)
         lab = read_labels(labels) if labels else sorted(set(refs.values()))
-        res = run(refs, read_hyp(hyp), lab)
+        hyps = read_hyp(hyp)
+        left = ""
+        if subset:
+            if not labels:
+                raise SertkError("--subset needs --labels")
+            out = {u for u, r in refs.items() if r not in lab}
+            refs = {u: r for u, r in refs.items() if u not in out}
+            hyps = {u: h for u, h in hyps.items() if u not in out}
+            counts = Counter(r for u, r in read_table(ref, 2, 2).items() if u in out)
+            left = (f" ({len(out)} utterances of other labels not scored: "
+                    + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) + ")"
+                    if out else "")
+        res = run(refs, hyps, lab)
+        if left:
+            res["not_scored"] = sum(counts.values())
         write_results(res, out_dir, title)
-        typer.echo(summary_line(res))
+        typer.echo(summary_line(res) + left)
 
     def _score_dims(ref: Path, hyp: Path, out_dir: Path, title: str) -> None:
         from sertk.scoring_dim import plot_scatter, read_dims, score_dims, summary_dims

@@ -65,8 +65,7 @@ def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
     segment = (packed.config.get("train") or {}).get("eval_segment")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ds = FeatsDataset(data_dir, None if is_dimensional(packed) else packed.labels,
-                      require_labels=False)
+    ds = FeatsDataset(data_dir, None, require_labels=False)  # labels are the scorer's job
     tables = model_inputs(packed, data_dir, ds.keys)
     sampler = BucketBatchSampler(ds.lengths, batch_size, shuffle=False)
     loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=pad_collate)

@@ -308,8 +308,12 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
       sertk score --dim --ref "$fdump/$f/test/utt2dim" --hyp "$exp/decode_test/hyp.txt" \
         --out-dir "$exp/decode_test" --title "$tag $f" | sed "s/^/$f: /" >&2
     else
+      # a config with its own `labels:` (a class subset, e.g. meta_ser's four): test
+      # utterances of other labels are counted and reported, not scored
+      subset=""; grep -q '^labels:' "$train_config" && subset=--subset
+      # shellcheck disable=SC2086
       sertk score --ref "$fdump/$f/test/utt2emo" --hyp "$exp/decode_test/hyp.txt" \
-        --labels "$exp/labels.txt" --out-dir "$exp/decode_test" --title "$tag $f" \
+        --labels "$exp/labels.txt" $subset --out-dir "$exp/decode_test" --title "$tag $f" \
         | sed "s/^/$f: /" >&2
     fi
     if [ -f "$exp/aux/utt2listener_emo.txt" ]; then  # listener-adaptive: both of its tasks
