@@ -49,6 +49,9 @@ pretrain=""             # self-supervised pre-training per fold before stage 3: 
 pretrain_config=""      # its config (default: conf/pretrain/<pretrain>.yaml)
 pretrain_args=""        # extra `sertk pretrain` arguments, e.g. "--override train.epochs=5"
 meta_sources=""         # source corpora (dump dirs, same front end) for `sertk train-meta`
+tokenizer=""            # char | unigram | bpe: text units per fold from its training `text`
+                        # (models that read or predict transcripts: model.conf.tokenizer)
+tokenizer_size=500      # sentencepiece vocabulary size (unigram, bpe)
 tag=""                  # experiment tag (default: <train config>_<feats config>)
 local_data_opts=""      # options for local/data.sh
 datadir=data
@@ -71,6 +74,8 @@ help_message="Usage: $0 [options]
   --train_on_dev true|false    train on the fold's train + dev speakers (fixed epoch budget)
   --pretrain cpc [--pretrain_config FILE] [--pretrain_args 'ARGS']
                                pre-train on each fold's training audio first (no labels)
+  --tokenizer char|unigram|bpe [--tokenizer_size N]
+                               text units trained per fold on its training transcripts
   --meta_sources 'DIR DIR'     sertk train-meta: learn on these source corpora' dump dirs (same
                                front end), fine-tune on each fold (conf/model/meta_ser.yaml)
   --speed_perturb '0.9 1.1'    speed-perturbed copies of the training sets (Kaldi style)
@@ -255,6 +260,11 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     if [ -n "$pretrain" ]; then
       pretrain_fold "$f" || return 1
       init="--override model.conf.init_checkpoint=$exp/pretrain/$pretrain.safetensors"
+    fi
+    if [ -n "$tokenizer" ]; then  # units of the fold's training transcripts only
+      [ -f "$exp/units/tokenizer.yaml" ] || sertk tokenizer train "$fdump/$f/$train_name" \
+        "$exp/units" --kind "$tokenizer" --vocab-size "$tokenizer_size" >&2 || return 1
+      init="$init --override model.conf.tokenizer=$exp/units"
     fi
     [ -f "$exp/checkpoints/last.pt" ] && resume="--resume"
     log "stage 3: training $f on $train_name -> $exp (log: $exp/train.log)"
