@@ -2,12 +2,16 @@
 """Semantic features for ``semantic_fusion`` (Tzirakis et al., ICASSP 2021; papers.md 13).
 
     semantic_feats.py learn-map SPEECH_VEC TEXT_VEC W.npy [options]
+    semantic_feats.py tokens CTM OUT.txt (--word-vectors VEC | --random-dim N)
     semantic_feats.py make WAVE_DUMP OUT_DIR --ctm CTM --embeddings TOKENS_VEC [--map W.npy]
     semantic_feats.py paste WAVE_DUMP SEM_DIR OUT_DUMP [--tolerance 1]
 
 ``learn-map``: the map W from the Speech2Vec space (SPEECH_VEC, word2vec text file, one
 vector per word type) to the Word2Vec space (TEXT_VEC): adversarial training, then Procrustes
 refinement on a dictionary (sertk.text.cross_modal).
+``tokens``: per-token vectors keyed ``<utt>-<k>`` from the CTM's words, for corpora without
+speech embeddings: each word's vector from a word2vec/GloVe text file, or a fixed random
+vector per word type (sertk.features.semantic.write_token_vectors).
 ``make``: frame-level semantic features W s of the per-token speech embeddings (keys
 ``<utt>-<k>``, k = 1-based word position in the utterance's CTM lines) repeated over each
 word's frames, zeros elsewhere, at WAVE_DUMP's frame rate and frame counts
@@ -41,6 +45,15 @@ def learn_map(args: argparse.Namespace) -> None:
           f"text vectors; dictionary pairs {summary.get('dictionary_pairs', 0)}; "
           f"orthogonality error {summary['orthogonality_error']:.2e}"
           + (f"; discriminator accuracy per epoch {[round(a, 3) for a in acc]}" if acc else ""))
+
+
+def tokens(args: argparse.Namespace) -> None:
+    from sertk.features.semantic import write_token_vectors
+
+    rep = write_token_vectors(args.ctm, args.out, args.word_vectors, args.random_dim, args.seed)
+    print(f"{args.out}: {rep.tokens} tokens of {rep.types} word types; "
+          f"{len(rep.missing)} word types without a vector (left out, zeros in make)"
+          + (f", first {rep.missing[0]!r}" if rep.missing else ""))
 
 
 def make(args: argparse.Namespace) -> None:
@@ -95,6 +108,15 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--no-normalize", action="store_true", help="keep the vectors' lengths")
     m.set_defaults(func=learn_map)
+    t = sub.add_parser("tokens", help="per-token vectors of the CTM's words")
+    t.add_argument("ctm")
+    t.add_argument("out")
+    g = t.add_mutually_exclusive_group(required=True)
+    g.add_argument("--word-vectors", default=None, help="word2vec/GloVe text file")
+    g.add_argument("--random-dim", type=int, default=0,
+                   help="a fixed random unit vector of this size per word type")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=tokens)
     k = sub.add_parser("make", help="frame-level semantic features from a CTM")
     k.add_argument("wave_dump", help="dump dir whose feats.scp gives the frame counts")
     k.add_argument("out_dir")

@@ -6,6 +6,7 @@ training, clear errors)."""
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 
 import kaldiio
 import numpy as np
@@ -21,6 +22,8 @@ from sertk.features.semantic import (
     paste_feats,
     read_ctm,
     upsample,
+    word_type_vector,
+    write_token_vectors,
 )
 from sertk.losses import CCCLoss
 from sertk.models.registry import MODELS
@@ -276,6 +279,32 @@ def test_cli_make_and_paste(tmp_path, capsys):
                   "--embeddings", str(tmp_path / "tok.txt")])
 
 
+def test_token_vectors_from_word_vectors_or_random(tmp_path, capsys):
+    (tmp_path / "ctm").write_text("u1 1 0.3 0.1 GREAT\nu1 1 0.1 0.1 THE\nu2 1 0.0 0.2 ZZZ\n"
+                                  "u2 1 0.5 0.1 great\n")
+    (tmp_path / "w2v.txt").write_text("2 3\nthe 1 0 0\ngreat 0 2 0\n")
+    rep = write_token_vectors(tmp_path / "ctm", tmp_path / "tok.txt", tmp_path / "w2v.txt")
+    assert (rep.tokens, rep.types, rep.missing) == (3, 4, ["ZZZ"])
+    lines = (tmp_path / "tok.txt").read_text().splitlines()
+    assert lines == ["3 3", "u1-1 1 0 0", "u1-2 0 2 0", "u2-2 0 2 0"]  # u1 sorted by start
+    rep = write_token_vectors(tmp_path / "ctm", tmp_path / "rnd.txt", random_dim=8, seed=3)
+    assert rep.tokens == 4 and not rep.missing
+    keys, vecs = load_embeddings(tmp_path / "rnd.txt")
+    assert keys == ["u1-1", "u1-2", "u2-1", "u2-2"]
+    assert np.allclose(vecs[1], word_type_vector("GREAT", 8, 3), atol=1e-5)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-4)
+    assert not np.allclose(vecs[1], vecs[3])  # GREAT and great are different types
+    assert not np.allclose(word_type_vector("GREAT", 8, 3), word_type_vector("GREAT", 8, 4))
+    with pytest.raises(SertkError, match="either word vectors or a positive random dimension"):
+        write_token_vectors(tmp_path / "ctm", tmp_path / "x.txt")
+    (tmp_path / "w2v.txt").write_text("foo 1 2\n")
+    with pytest.raises(SertkError, match="ctm: no token got a vector"):
+        write_token_vectors(tmp_path / "ctm", tmp_path / "x.txt", tmp_path / "w2v.txt")
+    semantic_cli().main(["tokens", str(tmp_path / "ctm"), str(tmp_path / "c.txt"),
+                         "--random-dim", "4"])
+    assert "4 tokens of 4 word types; 0 word types without a vector" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- the model
 
 
@@ -346,3 +375,40 @@ def test_shipped_config_builds_with_the_pasted_width():
     assert cfg["loss"] == {"name": "ccc", "weights": [1, 1, 1]}
     extra = MODELS.get("semantic_fusion").builder.extra_input_dim_for(conf)
     assert conf["wave_dim"] + extra == 460
+
+
+def test_recipe_trains_on_pasted_semantic_columns(tmp_path):
+    """ser.sh --semantic_ctm/--semantic_vectors: the synthetic corpus's CTM and per-token
+    vectors (local/data.sh) pasted to the waveform frames, then semantic_fusion trains and the
+    dimensions are scored."""
+    recipe = REPO / "egs" / "mini_emo" / "ser1"
+    dirs = f"--datadir {tmp_path}/data --dumpdir {tmp_path}/dump --expdir {tmp_path}/exp"
+    cmd = (f"./run.sh {dirs} --stop_stage 4 --progress false --local_data_opts "
+           "'--speakers 6 --utts_per_emotion 2' --tag sem "
+           "--train_config conf/model/semantic_fusion.yaml "
+           "--feats_config conf/feats/waveform16k.yaml "
+           f"--semantic_ctm {tmp_path}/data/all/ctm "
+           f"--semantic_vectors {tmp_path}/data/all/token_vectors.txt "
+           "--train_args '--override train.epochs=1 --override model.conf.semantic_dim=50 "
+           "--override model.conf.channels=[8,8,8] --override model.conf.fusion_dim=16 "
+           "--override model.conf.lstm_hidden=16'")
+    proc = subprocess.run(["bash", "-c", cmd], cwd=recipe, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "wave_dim 160 + semantic_dim 50; 0 padded/truncated" in proc.stderr
+    pasted = tmp_path / "dump" / "waveform16k_semantic"
+    assert (pasted / "fold1" / "train" / "feat_dim").read_text() == "210\n"
+    assert (tmp_path / "exp" / "sem" / "fold1" / "decode_test" / "results.json").is_file()
+    assert "CCC" in (tmp_path / "exp" / "sem" / "RESULTS.md").read_text()
+    # the semantic columns hold the words' vectors at their frames, zeros between words
+    feats = kaldiio.load_scp(str(pasted / "all" / "feats.scp"))
+    words = read_ctm(tmp_path / "data" / "all" / "ctm")
+    utt = sorted(words)[0]
+    sem = feats[utt][:, 160:]
+    first = words[utt][0]
+    begin = int(round(first.start / 0.01))
+    assert np.allclose(np.linalg.norm(sem[begin + 1]), 1, atol=1e-4) and not sem[0:1].any()
+    again = subprocess.run(["bash", "-c", cmd.replace("--stop_stage 4", "--stage 2 "
+                                                      "--stop_stage 2")],
+                           cwd=recipe, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "semantic features of" not in again.stderr

@@ -60,3 +60,17 @@ def test_a_speaker_without_partner_talks_alone():
     assert set(out) == set(utt2spk)
     assert sorted(out[u] for u in ("s3_a_0", "s3_b_0")) == ["s3_d01 1", "s3_d01 2"]
     assert {out[u].split()[0].rsplit("_", 1)[0] for u in utt2spk if u[:2] != "s3"} == {"s1-s2"}
+
+
+def test_ctm_aligns_each_word_to_its_syllable(corpus):
+    d = DataDir(corpus)
+    from sertk.features.semantic import read_ctm
+
+    ctm = read_ctm(corpus / "ctm")
+    assert set(ctm) == set(d.utts)
+    durs = d.table("utt2dur")
+    for utt, words in ctm.items():
+        assert [w.word for w in words] == d.table("text")[utt].split(), utt
+        ends = [w.start + w.dur for w in words]
+        assert all(w.dur > 0 for w in words) and ends[-1] <= float(durs[utt])
+        assert all(e <= b.start for e, b in zip(ends, words[1:])), utt  # no overlaps

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -74,10 +75,11 @@ def make_speakers(num: int, seed: int = 0) -> list[Speaker]:
 
 def synthesize(style: EmotionStyle, spk: Speaker, rng: np.random.Generator,
                sample_rate: int = 16000, duration: float = 2.0,
-               drawn: dict[str, float] | None = None) -> np.ndarray:
+               drawn: dict[str, Any] | None = None) -> np.ndarray:
     """One utterance as float32 samples in [-1, 1]; ``drawn`` receives the utterance's
     random prosody (``rate`` relative to the style's, ``f0`` relative to the speaker's,
-    ``tilt``, ``energy``) and its number of ``syllables``."""
+    ``tilt``, ``energy``), its number of ``syllables`` and their ``spans`` (start, duration
+    in seconds)."""
     n = int(duration * sample_rate)
     t = np.arange(n) / sample_rate
     out = np.zeros(n)
@@ -86,7 +88,7 @@ def synthesize(style: EmotionStyle, spk: Speaker, rng: np.random.Generator,
     pos = rng.uniform(0.05, 0.2)
     base = spk.f0 * style.f0_scale * rng.uniform(0.95, 1.05)
     tilt = style.tilt + rng.normal(0, 0.1)
-    syllables = 0
+    spans = []
     while pos + syl_len < duration - 0.05:
         start, stop = int(pos * sample_rate), int((pos + syl_len) * sample_rate)
         ts = t[start:stop] - pos
@@ -103,14 +105,14 @@ def synthesize(style: EmotionStyle, spk: Speaker, rng: np.random.Generator,
             seg += (h ** -tilt) * (0.15 + env) * np.sin(h * phase)
         window = np.clip(np.sin(np.pi * ts / syl_len), 0, None) ** 0.5
         out[start:stop] += seg * window
+        spans.append((pos, syl_len))
         pos += syl_len + rng.uniform(0.3, 0.6) / rate
-        syllables += 1
     out /= np.abs(out).max() + 1e-9
     energy = style.energy * rng.uniform(0.8, 1.0)
     out *= energy * 0.8
     if drawn is not None:
         drawn.update(rate=rate / (style.rate * spk.rate_scale), f0=base / spk.f0, tilt=tilt,
-                     energy=energy, syllables=syllables)
+                     energy=energy, syllables=len(spans), spans=spans)
     out += rng.normal(0, 0.003, n)
     return np.clip(out, -1, 1).astype(np.float32)
 
@@ -181,6 +183,14 @@ def transcript(emotion: str, num_words: int, rng: np.random.Generator) -> str:
     return " ".join(words).upper()
 
 
+def ctm_lines(utt: str, spans: list[tuple[float, float]], text: str) -> list[str]:
+    """The word alignment of an utterance, Kaldi CTM lines ``utt 1 start dur WORD``: the
+    ``k``-th word spans the ``k``-th syllable (a word beyond the syllables, as in the
+    one-word transcript of a syllable-less utterance, gets no line)."""
+    return [f"{utt} 1 {start:.3f} {dur:.3f} {word}\n"
+            for (start, dur), word in zip(spans, text.split())]
+
+
 # dialogues: the speakers of a pair (spk01 + spk02, ...) take turns; each dialogue has a mood
 # and a turn keeps it with probability DIALOG_MOOD_KEEP, so previous turns inform the current one
 DIALOG_TURNS = 6
@@ -231,7 +241,8 @@ def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 1
     speaker's files are written as 2-channel 24 kHz FLAC to exercise resampling and downmixing.
     Besides ``utt2emo`` the data directory gets ``utt2dim`` (arousal valence dominance,
     :func:`dimensions`), ``utt2listener_emo`` (simulated listeners, :data:`LISTENERS`),
-    ``text`` (:func:`transcript`) and ``utt2dialog`` (:func:`make_dialogues`), drawn from
+    ``text`` (:func:`transcript`), its word alignment ``ctm`` (:func:`ctm_lines`) and
+    ``utt2dialog`` (:func:`make_dialogues`), drawn from
     generators of their own so that the audio does not depend on them.
     """
     out_dir, data_dir = Path(out_dir), Path(data_dir)
@@ -241,18 +252,20 @@ def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 1
     text_rng = np.random.default_rng([seed, 2])
     wav_scp, utt2spk, utt2emo, utt2gender, utt2dur = {}, {}, {}, {}, {}
     utt2dim, utt2listener, text = {}, {}, {}
+    ctm: list[str] = []
     for spk in make_speakers(num_speakers, seed):
         odd_format = spk.name.endswith(("05", "10", "15", "20"))
         for emo in emotions:
             for k in range(utts_per_emotion):
                 utt = f"{spk.name}_{emo}_{k:02d}"
                 dur = float(rng.uniform(*duration))
-                drawn: dict[str, float] = {}
+                drawn: dict[str, Any] = {}
                 wav = synthesize(STYLES[emo], spk, rng, sample_rate, dur, drawn)
                 dims = dimensions(emo, STYLES[emo], drawn, label_rng)
                 utt2dim[utt] = " ".join(f"{v:.3f}" for v in dims)
                 utt2listener[utt] = listener_labels(emo, emotions, label_rng)
                 text[utt] = transcript(emo, int(drawn["syllables"]), text_rng)
+                ctm += ctm_lines(utt, drawn["spans"], text[utt])
                 path = (out_dir / spk.name / f"{utt}.{'flac' if odd_format else 'wav'}").resolve()
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if odd_format:
@@ -278,6 +291,7 @@ def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 1
     write_table(data_dir / "utt2dim", utt2dim)
     write_table(data_dir / "utt2listener_emo", utt2listener)
     write_table(data_dir / "text", text)
+    (data_dir / "ctm").write_text("".join(ctm), encoding="utf-8")
     write_table(data_dir / "utt2dialog",
                 make_dialogues(utt2spk, utt2emo, np.random.default_rng([seed, 3])))
     return data_dir

@@ -6,7 +6,8 @@
 * a word alignment as a CTM file, Kaldi convention ``utt channel start dur word [conf]``,
   times in seconds from the start of the audio the reference dump read (after ``segments``
   or trimming); the channel and confidence are ignored;
-* per-token speech embeddings (Speech2Vec segment embeddings, computed outside sertk) in a
+* per-token speech embeddings (Speech2Vec segment embeddings, computed outside sertk; or, for
+  a corpus without them, the words' text vectors, :func:`write_token_vectors`) in a
   word2vec text file (optional ``n dim`` header) keyed ``<utt>-<k>``: ``k`` is the 1-based
   position of the word among the utterance's CTM lines sorted by start time, e.g.
   ``utt001-1``, ``utt001-2``. A token without an embedding gets zeros (counted, reported);
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +108,53 @@ def upsample(words: list[Word], vectors: np.ndarray, num_frames: int, frame_shif
         begin, end = word_frames(word, frame_shift)
         out[begin:min(end, num_frames)] = vec
     return out
+
+
+@dataclass
+class TokenReport:
+    tokens: int = 0
+    types: int = 0
+    missing: list[str] = field(default_factory=list)  # word types without a vector
+
+
+def word_type_vector(word: str, dim: int, seed: int = 0) -> np.ndarray:
+    """A fixed random unit vector per word type (the same in every run and fold)."""
+    rng = np.random.default_rng([seed, zlib.crc32(word.encode("utf-8"))])
+    vec = rng.standard_normal(dim)
+    return (vec / np.linalg.norm(vec)).astype(np.float32)
+
+
+def write_token_vectors(ctm: str | Path, out: str | Path,
+                        word_vectors: str | Path | None = None, random_dim: int = 0,
+                        seed: int = 0) -> TokenReport:
+    """Per-token vectors keyed ``<utt>-<k>`` (word2vec text format) from the words of a CTM:
+    each token gets its word's vector from ``word_vectors`` (a word2vec/GloVe text file; the
+    word as written, else lower-cased; a word without a vector is left out, so ``make`` gives
+    it zeros, and reported), or with ``random_dim`` a fixed random vector per word type
+    (:func:`word_type_vector`). For corpora without speech embeddings of word segments: the
+    stream then carries the transcript's words at their aligned frames."""
+    if (word_vectors is None) == (random_dim <= 0):
+        raise SertkError("give either word vectors or a positive random dimension")
+    table: dict[str, np.ndarray] = {}
+    if word_vectors is not None:
+        words, vecs = load_embeddings(word_vectors)
+        table = dict(zip(words, vecs))
+    report, rows, types, missing = TokenReport(), [], set(), set()
+    for utt, words_of in read_ctm(ctm).items():
+        for k, word in enumerate(words_of, 1):
+            types.add(word.word)
+            vec = (word_type_vector(word.word, random_dim, seed) if random_dim > 0
+                   else table.get(word.word, table.get(word.word.lower())))
+            if vec is None:
+                missing.add(word.word)
+                continue
+            rows.append(f"{token_key(utt, k)} " + " ".join(f"{v:.6g}" for v in vec) + "\n")
+    report.tokens, report.types, report.missing = len(rows), len(types), sorted(missing)
+    if not rows:
+        raise SertkError(f"{ctm}: no token got a vector")
+    dim = random_dim if random_dim > 0 else len(next(iter(table.values())))
+    Path(out).write_text(f"{len(rows)} {dim}\n" + "".join(rows), encoding="utf-8")
+    return report
 
 
 # ---------------------------------------------------------------- reference stream

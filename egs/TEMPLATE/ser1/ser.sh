@@ -52,6 +52,10 @@ meta_sources=""         # source corpora (dump dirs, same front end) for `sertk 
 tokenizer=""            # char | unigram | bpe: text units per fold from its training `text`
                         # (models that read or predict transcripts: model.conf.tokenizer)
 tokenizer_size=500      # sentencepiece vocabulary size (unigram, bpe)
+semantic_ctm=""         # word alignment (CTM) of DATADIR/all: semantic columns pasted to the
+                        # features (semantic_fusion; Tzirakis et al.)
+semantic_vectors=""     # their per-token vectors keyed <utt>-<k> (bin/semantic_feats.py)
+semantic_map=""         # optional W.npy mapping those vectors into a text space
 tag=""                  # experiment tag (default: <train config>_<feats config>)
 local_data_opts=""      # options for local/data.sh
 datadir=data
@@ -76,6 +80,9 @@ help_message="Usage: $0 [options]
                                pre-train on each fold's training audio first (no labels)
   --tokenizer char|unigram|bpe [--tokenizer_size N]
                                text units trained per fold on its training transcripts
+  --semantic_ctm CTM --semantic_vectors VEC [--semantic_map W.npy]
+                               paste frame-level semantic features of the aligned words to the
+                               front end's (bin/semantic_feats.py make + paste)
   --meta_sources 'DIR DIR'     sertk train-meta: learn on these source corpora' dump dirs (same
                                front end), fine-tune on each fold (conf/model/meta_ser.yaml)
   --speed_perturb '0.9 1.1'    speed-perturbed copies of the training sets (Kaldi style)
@@ -98,7 +105,9 @@ feats_tag=$(basename "$feats_config" .yaml)
 rawdump=$dumpdir/$feats_tag                          # dumps of all (and its sp copies)
 normdump=$rawdump                                    # the same, after per-speaker CMVN
 [ "$cmvn_type" = speaker ] && normdump=${rawdump}_spkcmvn
-fdump=$normdump                                      # root of the per-fold sets
+featdump=$normdump                                   # what the folds take: the same, or
+[ -n "$semantic_ctm" ] && featdump=${normdump}_semantic  # with semantic columns pasted
+fdump=$featdump                                      # root of the per-fold sets
 sp_set=all_sp${speed_perturb// /_}
 noise_set=all_noise$(basename "${noise_data:-none}")_snr${noise_snrs// /_}
 rir_set=all_reverb$(basename "${rir_data:-none}")
@@ -106,6 +115,11 @@ rir_set=all_reverb$(basename "${rir_data:-none}")
 [ -n "$speed_perturb" ] && fdump=${fdump}_${sp_set#all_}
 [ -n "$noise_data" ] && fdump=${fdump}_${noise_set#all_}
 [ -n "$rir_data" ] && fdump=${fdump}_${rir_set#all_}
+if [ -n "$semantic_ctm" ]; then
+  [ -n "$semantic_vectors" ] || { log "--semantic_ctm needs --semantic_vectors"; exit 1; }
+  [ -z "$speed_perturb$noise_data$rir_data" ] || {
+    log "--semantic_ctm cannot be combined with augmented copies (their timing differs)"; exit 1; }
+fi
 case $cmvn_type in global|speaker) ;; *) log "--cmvn_type must be global or speaker"; exit 1;; esac
 case $train_on_dev in
   true) train_name=train_dev ;; false) train_name=train ;;
@@ -171,15 +185,29 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
       fi
     done
   fi
+  if [ -n "$semantic_ctm" ]; then  # [front end | semantic] columns, remade when inputs change
+    stale=false; [ -f "$featdump/all/.done" ] || stale=true
+    for src in "$normdump/all/.done" "$semantic_ctm" "$semantic_vectors" $semantic_map; do
+      [ "$src" -nt "$featdump/all/.done" ] && stale=true
+    done
+    if $stale; then
+      rm -rf "$featdump/all" "$featdump/semantic_all"
+      log "stage 2: semantic features of $semantic_ctm pasted to $normdump/all -> $featdump/all"
+      semantic_feats.py make "$normdump/all" "$featdump/semantic_all" --ctm "$semantic_ctm" \
+        --embeddings "$semantic_vectors" ${semantic_map:+--map "$semantic_map"} >&2
+      semantic_feats.py paste "$normdump/all" "$featdump/semantic_all" "$featdump/all" >&2
+      touch "$featdump/all/.done"
+    fi
+  fi
   for f in $(list_folds); do
     for s in train dev test; do
-      sertk data subset "$normdump/all" "$fdump/$f/$s" \
+      sertk data subset "$featdump/all" "$fdump/$f/$s" \
         --utt-list "$datadir/folds/$f/$s/utt2spk" >/dev/null
     done
     tr=$fdump/$f/$train_name
     if $train_on_dev; then
       sertk data combine "$tr" "$fdump/$f/train" "$fdump/$f/dev" >/dev/null
-      cp "$normdump/all/feat_dim" "$normdump/all/feats.yaml" "$tr/"
+      cp "$featdump/all/feat_dim" "$featdump/all/feats.yaml" "$tr/"
     fi
     if [ ${#aug_sets[@]} -gt 0 ]; then
       parts=("${tr}_orig")
@@ -192,13 +220,13 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
         parts+=("${tr}_$set")
       done
       sertk data combine "$tr" "${parts[@]}" >/dev/null
-      cp "$normdump/all/feat_dim" "$normdump/all/feats.yaml" "$tr/"
+      cp "$featdump/all/feat_dim" "$featdump/all/feats.yaml" "$tr/"
       rm -rf "${parts[@]}"
     fi
     sertk feats cmvn "$tr" >/dev/null
   done
   first=$(list_folds | cut -d' ' -f1)
-  log "stage 2 done: $(wc -l < "$normdump/all/feats.scp") utterances in $normdump/all;" \
+  log "stage 2 done: $(wc -l < "$featdump/all/feats.scp") utterances in $featdump/all;" \
     "$first $train_name set: $(wc -l < "$fdump/$first/$train_name/feats.scp") utterances"
 fi
 
@@ -357,13 +385,13 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   train_all=$fdump/final_train
   log "stage 6: final model on every utterance of $datadir/all -> $exp (log: $exp/train.log)"
   if [ ! -f "$exp/.done" ]; then
-    parts=("$normdump/all")
+    parts=("$featdump/all")
     [ -n "$speed_perturb" ] && parts+=("$normdump/$sp_set")
     [ -n "$noise_data" ] && parts+=("$normdump/$noise_set")
     [ -n "$rir_data" ] && parts+=("$normdump/$rir_set")
     rm -rf "$train_all"
     sertk data combine "$train_all" "${parts[@]}" >/dev/null
-    cp "$normdump/all/feat_dim" "$normdump/all/feats.yaml" "$train_all/"
+    cp "$featdump/all/feat_dim" "$featdump/all/feats.yaml" "$train_all/"
     sertk feats cmvn "$train_all" >/dev/null
     mkdir -p "$exp/logs"
     resume=""; [ -f "$exp/checkpoints/last.pt" ] && resume="--resume"

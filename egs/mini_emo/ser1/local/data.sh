@@ -19,6 +19,12 @@ seed=0
 rm -rf "$datadir/all" "$datadir/folds"
 sertk data synth "$datadir/wav" "$datadir/all" --speakers "$speakers" \
   --utts-per-emotion "$utts_per_emotion" --seed "$seed" --min-dur "$min_dur" --max-dur "$max_dur"
+# per-token vectors of the aligned words (data/all/ctm) for semantic_fusion's semantic stream
+# (ser.sh --semantic_ctm data/all/ctm --semantic_vectors data/all/token_vectors.txt): the
+# synthetic audio carries no word identity, so no speech embedding of a word segment could tell
+# the words apart; each word type gets a fixed random vector instead (a text-embedding stand-in)
+semantic_feats.py tokens "$datadir/all/ctm" "$datadir/all/token_vectors.txt" --random-dim 50 \
+  --seed "$seed" >&2
 : > "$datadir/fold_spec.txt"
 for k in $(seq 1 "$folds"); do
   a=$(printf '%02d' $((speakers - 2 * k + 1))); b=$(printf '%02d' $((speakers - 2 * k + 2)))
