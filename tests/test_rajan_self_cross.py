@@ -269,3 +269,30 @@ def test_shipped_config_builds_and_runs():
     with torch.no_grad():
         out = net(feats, torch.tensor([40, 25]), inputs)
     assert out.shape == (2, 4) and torch.isfinite(out).all()
+
+
+def test_modality_dropout_zeroes_one_modality_per_dropped_sample():
+    from sertk.models.layers import ModalityDropout
+
+    torch.manual_seed(0)
+    drop = ModalityDropout(0.6).train()
+    enc = {m: torch.ones(400, 3, 2) for m in ("audio", "text", "video")}
+    out = drop(enc)
+    alive = torch.stack([out[m].flatten(1).all(1) for m in enc], 1)  # [B, 3]
+    dead = torch.stack([~out[m].flatten(1).any(1) for m in enc], 1)
+    assert (alive | dead).all()  # a modality is kept or zeroed whole
+    assert (dead.sum(1) <= 1).all()  # never more than one, so one always remains
+    assert 0.5 < dead.any(1).float().mean() < 0.7
+    assert all(0.1 < dead[:, i].float().mean() < 0.3 for i in range(3))
+    assert drop.eval()(enc) is enc and ModalityDropout(0.6).train()({"a": enc["audio"]})
+    with pytest.raises(SertkError, match=r"modality_dropout must be in \[0, 1\), got 1"):
+        ModalityDropout(1)
+
+
+def test_modality_dropout_in_the_model_trains_and_is_off_in_eval():
+    net = _net(("audio", "text"), modality_dropout=0.5)
+    feats, lengths, inputs = _batch()
+    net.eval()
+    a = net(feats, lengths, inputs)
+    assert torch.equal(a, net(feats, lengths, inputs))
+    _forward_backward(net.train(), feats, lengths, inputs)

@@ -55,7 +55,8 @@ none``); std over the ``M`` averages with ``unbiased=False`` and a 1e-5 variance
 code, not in the paper); a learned token embedding instead of GloVe; the uni-modal model
 keeps statistics pooling over its one average (its std is the constant floor); padding
 masks everywhere (the authors' code averages over padding); ``cross_plus_self`` shares the
-encoders of both models.
+encoders of both models; ``modality_dropout`` (default 0, off): in training a sample loses one
+modality's encoded sequence with this probability (:class:`ModalityDropout`, not in the paper).
 """
 
 from __future__ import annotations
@@ -68,36 +69,27 @@ from torch import nn
 
 from sertk.errors import SertkError
 from sertk.models.layers import (
+    ModalityDropout,
     StatsPooling,
     key_padding_mask,
     lengths_to_mask,
     masked_mean,
 )
+from sertk.models.layers.multimodal import (
+    TEXT_TABLE,
+    VIDEO_TABLE,
+    check_modalities,
+    gather_inputs,
+    input_tables,
+)
+from sertk.models.layers.multimodal import input_sizes as all_input_sizes
 from sertk.models.layers.stacked_lstm import run_packed
 from sertk.models.registry import MODELS
 
-MODALITIES = ("audio", "text", "video")
 DEFAULT_MODALITIES = ("audio", "text")
 FUSIONS = ("cross", "self", "cross_plus_self")
 ACTIVATIONS = ("relu", "none")
-TEXT_TABLE = "text"
-VIDEO_TABLE = "feats_video.scp"
-DEFAULT_SIZES = {TEXT_TABLE: 256, VIDEO_TABLE: 512}
-_TABLES = {"text": TEXT_TABLE, "video": VIDEO_TABLE}
-
-
-def check_modalities(modalities: Sequence[str] | str | None) -> tuple[str, ...]:
-    """``modalities`` as a tuple in the given order; a :class:`SertkError` unless it is a
-    non-empty list of distinct names among audio, text, video."""
-    if isinstance(modalities, str) or modalities is None:
-        raise SertkError(f"rajan_self_cross modalities must be a non-empty list of "
-                         f"{', '.join(MODALITIES)}, got {modalities!r}")
-    mods = tuple(modalities)
-    bad = [m for m in mods if m not in MODALITIES]
-    if not mods or bad or len(set(mods)) != len(mods):
-        raise SertkError(f"rajan_self_cross modalities must be a non-empty list of distinct "
-                         f"names among {', '.join(MODALITIES)}, got {list(mods)}")
-    return mods
+NAME = "rajan_self_cross"
 
 
 class ModalityEncoder(nn.Module):
@@ -157,13 +149,8 @@ class RajanSelfCross(nn.Module):
     def input_tables_for(conf: dict | None) -> dict[str, str]:
         """The extra input tables of a config and their kinds: ``text`` (``tokens``) and
         ``feats_video.scp`` (``feats``) when those modalities are used."""
-        mods = check_modalities((conf or {}).get("modalities", DEFAULT_MODALITIES))
-        tables = {}
-        if "text" in mods:
-            tables[TEXT_TABLE] = "tokens"
-        if "video" in mods:
-            tables[VIDEO_TABLE] = "feats"
-        return tables
+        return input_tables(check_modalities(NAME, (conf or {}).get("modalities",
+                                                                   DEFAULT_MODALITIES)))
 
     def __init__(self, input_dim: int, num_classes: int,
                  input_sizes: dict[str, int] | None = None,
@@ -174,11 +161,11 @@ class RajanSelfCross(nn.Module):
                  text_max_len: int | None = 128, embedding_dim: int = 300,
                  embedding_dropout: float = 0.25, embedding_path: str | None = None,
                  stats_pooling: bool = True, fc_dim: int = 60, fc_activation: str = "relu",
-                 tokenizer: str | None = None):
+                 modality_dropout: float = 0.0, tokenizer: str | None = None):
         """``tokenizer``: the ``sertk tokenizer`` directory that encodes the ``text`` input
         (read by the data side, :mod:`sertk.data.inputs`; the model sees only ids)."""
         super().__init__()
-        self.modalities = check_modalities(modalities)
+        self.modalities = check_modalities(NAME, modalities)
         if fusion not in FUSIONS:
             raise SertkError(f"rajan_self_cross fusion must be one of {', '.join(FUSIONS)}, "
                              f"got {fusion!r}")
@@ -192,7 +179,7 @@ class RajanSelfCross(nn.Module):
         if dim % heads:
             raise SertkError(f"rajan_self_cross: the bi-GRU width {dim} (2 x gru_hidden) must "
                              f"be divisible by heads {heads}")
-        sizes = {**DEFAULT_SIZES, **(input_sizes or {})}
+        sizes = all_input_sizes(input_sizes)
         encoders = {
             "audio": lambda: ModalityEncoder(input_dim, gru_hidden, audio_max_len,
                                              audio_conv_len, name="audio"),
@@ -204,6 +191,7 @@ class RajanSelfCross(nn.Module):
                                              video_max_len, video_conv_len, name="video"),
         }
         self.encoders = nn.ModuleDict({m: encoders[m]() for m in self.modalities})
+        self.modality_dropout = ModalityDropout(modality_dropout)
         # one modality: the paper's uni-modal (self-attention) model
         self.fusion = fusion if len(self.modalities) > 1 else "self"
 
@@ -224,21 +212,6 @@ class RajanSelfCross(nn.Module):
             nn.Linear(pooled, fc_dim), nn.ReLU() if fc_activation == "relu" else nn.Identity(),
             nn.Linear(fc_dim, num_classes))
 
-    def _inputs(self, feats: torch.Tensor, lengths: torch.Tensor,
-                inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None
-                ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        out = {}
-        for m in self.modalities:
-            if m == "audio":
-                out[m] = (feats, lengths)
-                continue
-            table = _TABLES[m]
-            if not inputs or table not in inputs:
-                raise SertkError(f"model rajan_self_cross needs the {table} input (modalities "
-                                 f"{', '.join(self.modalities)})")
-            out[m] = inputs[table]
-        return out
-
     def _attend(self, att: nn.MultiheadAttention, query: tuple[torch.Tensor, torch.Tensor],
                 source: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """``att(query, source, source)`` averaged over the query's real steps ``[B, d'']``."""
@@ -257,7 +230,9 @@ class RajanSelfCross(nn.Module):
                 inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
                 ) -> torch.Tensor:
         enc = {m: self.encoders[m](x, n) for m, (x, n) in
-               self._inputs(feats, lengths, inputs).items()}
+               gather_inputs(NAME, self.modalities, feats, lengths, inputs).items()}
+        kept = self.modality_dropout({m: e for m, (e, _) in enc.items()})
+        enc = {m: (kept[m], mask) for m, (_, mask) in enc.items()}
         pooled = []
         if self.pairs:
             pooled.append(self._pool([self._attend(self.cross[f"{s}_to_{t}"], enc[t], enc[s])

@@ -12,6 +12,7 @@ from sertk.models.layers.masking import (
     zero_padding,
 )
 from sertk.models.layers.misc import ConvBlock1d, GradientReversal, key_padding_mask
+from sertk.models.layers.modality_dropout import ModalityDropout
 from sertk.models.layers.pooling import (
     AdditiveAttentionPooling,
     AttentiveStatsPooling,
@@ -31,6 +32,7 @@ __all__ = [
     "GaussianAttentionPooling",
     "GradientReversal",
     "MaskedBatchNorm",
+    "ModalityDropout",
     "StatsPooling",
     "StructuredSelfAttention",
     "key_padding_mask",
