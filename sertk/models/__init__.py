@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from sertk.models import (  # noqa: F401  (register models)
+    amh,
     ar_gru,
     area_attention,
     att_lstm,
