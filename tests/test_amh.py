@@ -226,7 +226,7 @@ def test_bad_modalities(modalities):
     ({"hops": 0}, "hops must be a positive integer"), ({"hops": 2.5}, "hops"),
     ({"hops": True}, "hops"), ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
     ({"gru_hidden": 0}, "gru_hidden"), ({"text_max_len": 0}, "text_max_len"),
-    ({"embedding_path": "glove.txt"}, "not implemented"),
+    ({"embedding_path": "glove.txt"}, "embedding_path needs model.conf.tokenizer"),
     ({"modality_dropout": 1.0}, "modality_dropout")])
 def test_bad_options(conf, match):
     with pytest.raises(SertkError, match=match):

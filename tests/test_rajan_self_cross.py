@@ -207,7 +207,7 @@ def test_bad_modalities(modalities):
 @pytest.mark.parametrize("conf, match", [
     ({"fusion": "late"}, "fusion"), ({"heads": 3}, "divisible"),
     ({"audio_max_len": None}, "audio_conv_len needs audio_max_len"),
-    ({"embedding_path": "glove.txt"}, "not implemented"),
+    ({"embedding_path": "glove.txt"}, "embedding_path needs model.conf.tokenizer"),
     ({"fc_activation": "tanh"}, "fc_activation")])
 def test_bad_options(conf, match):
     with pytest.raises(SertkError, match=match):

@@ -48,7 +48,8 @@ attended modality (papers.md's suggestion, ``share_hops: true``; ``false`` gives
 per hop as the authors' code); no bias in the attention (the paper's formula); dropout
 ``dropout = 0.3`` on every encoder's input (frames or token embeddings; the authors' code
 drops the GRU inputs, keep probabilities 0.7 audio / video, 0.3 text); a learned 300-d token
-embedding instead of GloVe (``embedding_path`` is reserved, not implemented); inputs cut to
+embedding unless ``embedding_path`` names a local GloVe / word2vec file
+(:class:`TokenEmbedding`; ``freeze_embedding: true`` keeps it fixed); inputs cut to
 the maximum lengths of papers.md (audio 1000 frames, text 128 tokens, video 32 frames;
 ``null``: no cut); padding masks; ``modality_dropout`` (default 0, off): in training a sample
 loses one modality (its frame states and last state) with this probability
@@ -75,6 +76,7 @@ from sertk.models.layers.multimodal import (
 )
 from sertk.models.layers.multimodal import input_sizes as all_input_sizes
 from sertk.models.layers.stacked_lstm import run_packed
+from sertk.models.layers.token_embedding import TokenEmbedding, portable_text_conf
 from sertk.models.registry import MODELS
 
 DEFAULT_MODALITIES = ("audio", "text")
@@ -95,19 +97,19 @@ class GRUEncoder(nn.Module):
     """Optional token embedding, input dropout, a packed unidirectional GRU.
 
     ``forward(x, lengths)`` takes frames ``[B, T, D]`` (or token ids ``[B, T]`` when
-    ``vocab_size`` is given) and returns the frame states ``[B, T', hidden]`` (zero on
+    an ``embedding`` is given) and returns the frame states ``[B, T', hidden]`` (zero on
     padding), the state after each utterance's last real step ``[B, hidden]`` and the mask
     ``[B, T']`` of real steps, ``T' = max(1, min(T, max_len))``.
     """
 
     def __init__(self, in_dim: int, hidden: int, max_len: int | None = None,
-                 vocab_size: int | None = None, dropout: float = 0.0, name: str = "audio"):
+                 embedding: nn.Embedding | None = None, dropout: float = 0.0,
+                 name: str = "audio"):
         super().__init__()
         if max_len is not None and int(max_len) < 1:
             raise SertkError(f"amh {name}_max_len must be positive or null, got {max_len}")
         self.max_len = int(max_len) if max_len is not None else None
-        self.embedding = nn.Embedding(int(vocab_size), in_dim, padding_idx=0) \
-            if vocab_size else None
+        self.embedding = embedding
         self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(in_dim, hidden, batch_first=True)
 
@@ -140,6 +142,8 @@ def attend(states: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> tor
                  paper="Yoon, Dey, Lee, Jung, Attentive Modality Hopping Mechanism for "
                        "Speech Emotion Recognition, ICASSP 2020")
 class AMH(nn.Module):
+    portable_conf = staticmethod(portable_text_conf)
+
     @staticmethod
     def input_tables_for(conf: dict | None) -> dict[str, str]:
         """The extra input tables of a config and their kinds: ``text`` (``tokens``) and
@@ -153,21 +157,24 @@ class AMH(nn.Module):
                  share_hops: bool = True, gru_hidden: int = 128, dropout: float = 0.3,
                  audio_max_len: int | None = 1000, text_max_len: int | None = 128,
                  video_max_len: int | None = 32, embedding_dim: int = 300,
-                 embedding_path: str | None = None, modality_dropout: float = 0.0,
+                 embedding_path: str | None = None, freeze_embedding: bool = False,
+                 modality_dropout: float = 0.0,
                  tokenizer: str | None = None):
         """``tokenizer``: the ``sertk tokenizer`` directory that encodes the ``text`` input
         (read by the data side, :mod:`sertk.data.inputs`; the model sees only ids)."""
         super().__init__()
         mods = check_modalities(NAME, modalities)
         self.modalities = tuple(m for m in MODALITIES if m in mods)  # audio, text, video
-        _check_options(hops, dropout, gru_hidden, embedding_path)
+        _check_options(hops, dropout, gru_hidden)
         sizes = all_input_sizes(input_sizes)
         encoders = {
             "audio": lambda: GRUEncoder(input_dim, gru_hidden, audio_max_len,
                                         dropout=dropout, name="audio"),
             "text": lambda: GRUEncoder(embedding_dim, gru_hidden, text_max_len,
-                                       vocab_size=int(sizes[TEXT_TABLE]), dropout=dropout,
-                                       name="text"),
+                                       embedding=TokenEmbedding(
+                                           sizes[TEXT_TABLE], embedding_dim, embedding_path,
+                                           tokenizer, freeze_embedding, NAME),
+                                       dropout=dropout, name="text"),
             "video": lambda: GRUEncoder(int(sizes[VIDEO_TABLE]), gru_hidden, video_max_len,
                                         dropout=dropout, name="video"),
         }
@@ -204,14 +211,10 @@ class AMH(nn.Module):
         return self.output(torch.cat([summary[m] for m in self.modalities], dim=-1))
 
 
-def _check_options(hops: int, dropout: float, gru_hidden: int,
-                   embedding_path: str | None) -> None:
+def _check_options(hops: int, dropout: float, gru_hidden: int) -> None:
     if isinstance(hops, bool) or not isinstance(hops, int) or hops < 1:
         raise SertkError(f"amh hops must be a positive integer, got {hops!r}")
     if not 0.0 <= float(dropout) < 1.0:
         raise SertkError(f"amh dropout must be in [0, 1), got {dropout}")
     if int(gru_hidden) < 1:
         raise SertkError(f"amh gru_hidden must be positive, got {gru_hidden}")
-    if embedding_path is not None:
-        raise SertkError("amh embedding_path (pretrained GloVe vectors) is not implemented; "
-                         "leave it null for a learned embedding")

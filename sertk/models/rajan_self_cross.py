@@ -24,8 +24,9 @@ average of each MHA output -> statistics pooling -> FC(60) -> FC(classes).
   so the conv sees each utterance's real frames and zeros, whatever the batch padding; its
   ``conv_len`` output steps are all real. ``*_conv_len: null`` drops the conv: the bi-GRU
   then runs packed over the real frames (``*_max_len: null``: no cut either).
-* **Text encoder**: a learned token embedding (300-d, ``padding_idx`` 0; the paper uses
-  fixed GloVe vectors: ``embedding_path`` is reserved for loading them, not implemented),
+* **Text encoder**: a token embedding (300-d, ``padding_idx`` 0), learned, or initialised
+  from a local GloVe / word2vec file (``embedding_path``; the paper's fixed GloVe vectors:
+  ``freeze_embedding: true``; :class:`TokenEmbedding`),
   embedding dropout, then the packed bi-GRU (60 units per direction), tokens cut to 128.
 * **MHA** (``nn.MultiheadAttention``: per-head projections, heads concatenated, output
   linear layer; 6 heads of 20 dims, attention dropout 0.1), padded keys masked:
@@ -52,7 +53,8 @@ Not fixed by the paper, chosen here (``conf/model/rajan_self_cross.yaml``): ReLU
 FC(60) and FC(classes) (papers.md's suggestion; the authors' code has none, ``fc_activation:
 none``); std over the ``M`` averages with ``unbiased=False`` and a 1e-5 variance floor
 (papers.md; the authors' code: unbiased, no floor); embedding dropout 0.25 (the authors'
-code, not in the paper); a learned token embedding instead of GloVe; the uni-modal model
+code, not in the paper); a learned token embedding unless ``embedding_path`` is given (no
+GloVe file ships with sertk); the uni-modal model
 keeps statistics pooling over its one average (its std is the constant floor); padding
 masks everywhere (the authors' code averages over padding); ``cross_plus_self`` shares the
 encoders of both models; ``modality_dropout`` (default 0, off): in training a sample loses one
@@ -84,6 +86,7 @@ from sertk.models.layers.multimodal import (
 )
 from sertk.models.layers.multimodal import input_sizes as all_input_sizes
 from sertk.models.layers.stacked_lstm import run_packed
+from sertk.models.layers.token_embedding import TokenEmbedding, portable_text_conf
 from sertk.models.registry import MODELS
 
 DEFAULT_MODALITIES = ("audio", "text")
@@ -96,13 +99,13 @@ class ModalityEncoder(nn.Module):
     """Optional token embedding, optional time-resampling conv, bi-GRU.
 
     ``forward(x, lengths)`` takes frames ``[B, T, D]`` (or token ids ``[B, T]`` when
-    ``vocab_size`` is given) and returns ``(e [B, T', 2 * hidden], mask [B, T'])``: with the
+    an ``embedding`` is given) and returns ``(e [B, T', 2 * hidden], mask [B, T'])``: with the
     conv, ``T' = conv_len`` and every step is real; without it, ``T' = min(T, max_len)`` and
     the mask marks the real frames.
     """
 
     def __init__(self, in_dim: int, hidden: int, max_len: int | None = None,
-                 conv_len: int | None = None, vocab_size: int | None = None,
+                 conv_len: int | None = None, embedding: nn.Embedding | None = None,
                  embedding_dropout: float = 0.0, name: str = "audio"):
         super().__init__()
         if conv_len and not max_len:
@@ -112,8 +115,7 @@ class ModalityEncoder(nn.Module):
             if val is not None and int(val) < 1:
                 raise SertkError(f"rajan_self_cross {key} must be positive or null, got {val}")
         self.max_len = int(max_len) if max_len else None
-        self.embedding = nn.Embedding(int(vocab_size), in_dim, padding_idx=0) \
-            if vocab_size else None
+        self.embedding = embedding
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.conv = nn.Conv1d(self.max_len, int(conv_len), 1) if conv_len else None
         self.gru = nn.GRU(in_dim, hidden, batch_first=True, bidirectional=True)
@@ -145,6 +147,8 @@ class ModalityEncoder(nn.Module):
                  paper="Rajan, Brutti, Cavallaro, Is Cross-Attention Preferable to "
                        "Self-Attention for Multi-Modal Emotion Recognition?, ICASSP 2022")
 class RajanSelfCross(nn.Module):
+    portable_conf = staticmethod(portable_text_conf)
+
     @staticmethod
     def input_tables_for(conf: dict | None) -> dict[str, str]:
         """The extra input tables of a config and their kinds: ``text`` (``tokens``) and
@@ -160,10 +164,12 @@ class RajanSelfCross(nn.Module):
                  video_max_len: int | None = 32, video_conv_len: int | None = 25,
                  text_max_len: int | None = 128, embedding_dim: int = 300,
                  embedding_dropout: float = 0.25, embedding_path: str | None = None,
+                 freeze_embedding: bool = False,
                  stats_pooling: bool = True, fc_dim: int = 60, fc_activation: str = "relu",
                  modality_dropout: float = 0.0, tokenizer: str | None = None):
         """``tokenizer``: the ``sertk tokenizer`` directory that encodes the ``text`` input
-        (read by the data side, :mod:`sertk.data.inputs`; the model sees only ids)."""
+        (read by the data side, :mod:`sertk.data.inputs`; the model sees only ids; with
+        ``embedding_path`` its units are looked up in that word-vector file)."""
         super().__init__()
         self.modalities = check_modalities(NAME, modalities)
         if fusion not in FUSIONS:
@@ -172,9 +178,6 @@ class RajanSelfCross(nn.Module):
         if fc_activation not in ACTIVATIONS:
             raise SertkError(f"rajan_self_cross fc_activation must be one of "
                              f"{', '.join(ACTIVATIONS)}, got {fc_activation!r}")
-        if embedding_path is not None:
-            raise SertkError("rajan_self_cross embedding_path (pretrained GloVe vectors) is not "
-                             "implemented; leave it null for a learned embedding")
         dim = 2 * gru_hidden
         if dim % heads:
             raise SertkError(f"rajan_self_cross: the bi-GRU width {dim} (2 x gru_hidden) must "
@@ -184,7 +187,10 @@ class RajanSelfCross(nn.Module):
             "audio": lambda: ModalityEncoder(input_dim, gru_hidden, audio_max_len,
                                              audio_conv_len, name="audio"),
             "text": lambda: ModalityEncoder(embedding_dim, gru_hidden, text_max_len, None,
-                                            vocab_size=int(sizes[TEXT_TABLE]),
+                                            embedding=TokenEmbedding(
+                                                sizes[TEXT_TABLE], embedding_dim,
+                                                embedding_path, tokenizer, freeze_embedding,
+                                                NAME),
                                             embedding_dropout=embedding_dropout,
                                             name="text"),
             "video": lambda: ModalityEncoder(int(sizes[VIDEO_TABLE]), gru_hidden,
