@@ -14,7 +14,8 @@ import yaml
 import sertk.models.mcsan  # noqa: F401  (registers the model)
 from sertk import models
 from sertk.errors import SertkError
-from sertk.models.mcsan import MCSAN, MaskedMaxPool1d
+from sertk.models.layers.masking import MaskedMaxPool1d
+from sertk.models.mcsan import MCSAN
 from tests.model_checks import check_forward_backward, check_padding_invariance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +201,7 @@ def test_bad_modalities(modalities):
 
 @pytest.mark.parametrize("conf, match", [
     ({"heads": 3}, "divisible by heads 3"),
-    ({"embedding_path": "glove.txt"}, "not implemented"),
+    ({"embedding_path": "glove.txt"}, "embedding_path needs model.conf.tokenizer"),
     ({"conv_channels": 128}, "conv_channels must be a list"),
     ({"conv_channels": [6, 0]}, r"conv_channels\[1\] must be a positive"),
     ({"pool_stride": 0}, "pool_stride must be a positive"),

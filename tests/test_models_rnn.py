@@ -169,3 +169,49 @@ def test_hnsd_gate_in_unit_interval_and_streams_split():
     assert custom.dynamic_lstm.input_size == 20
     with pytest.raises(SertkError, match="dynamic_dims"):
         models.build("hnsd", input_dim=60, num_classes=4)
+
+
+def _context_batch(seed: int = 0):
+    """Padded current utterances and two contexts; utterance 1 has no previous own turn."""
+    from sertk.data.dialog import PREV_OTHER, PREV_SELF
+
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([7, 5, 3])
+    x = torch.randn(3, 7, 6, generator=g) * lengths_to_mask(lengths, 7).unsqueeze(-1)
+    ctx = {}
+    for table, lens in ((PREV_SELF, [4, 0, 6]), (PREV_OTHER, [5, 2, 1])):
+        n = torch.tensor(lens)
+        ctx[table] = (torch.randn(3, 6, 6, generator=g) * lengths_to_mask(n, 6).unsqueeze(-1),
+                      n)
+    return x, lengths, ctx
+
+
+def test_ar_gru_dialogue_context_forward_backward_and_padding():
+    from sertk.data.dialog import PREV_OTHER, PREV_SELF
+
+    assert models.MODELS.get("ar_gru").builder.input_tables_for({"context": True}) == {
+        PREV_SELF: "context", PREV_OTHER: "context"}
+    assert models.MODELS.get("ar_gru").builder.input_tables_for({}) == {}
+    torch.manual_seed(0)
+    net = models.build("ar_gru", input_dim=6, num_classes=4, hidden=5, fc_dim=8, context=True)
+    x, lengths, ctx = _context_batch()
+    out = net.train()(x, lengths, inputs=ctx)
+    out.logsumexp(-1).mean().backward()
+    assert out.shape == (3, 4)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for p in net.parameters()), "a parameter got no gradient"
+    net.eval()
+    ref = net(x, lengths, inputs=ctx)
+    # more padding on every input, and each utterance alone: the same outputs
+    padded = {t: (torch.cat([v, torch.randn(3, 3, 6)], 1) * lengths_to_mask(n, 9)
+                  .unsqueeze(-1), n) for t, (v, n) in ctx.items()}
+    assert torch.allclose(net(x, lengths, inputs=padded), ref, atol=1e-5)
+    for i in range(3):
+        one = {t: (v[i:i + 1, :max(int(n[i]), 0)], n[i:i + 1]) for t, (v, n) in ctx.items()}
+        alone = net(x[i:i + 1, :lengths[i]], lengths[i:i + 1], inputs=one)
+        assert torch.allclose(alone, ref[i:i + 1], atol=1e-5)
+    # the context matters, and a missing one is an error naming the table
+    changed = {**ctx, PREV_OTHER: (ctx[PREV_OTHER][0] + 1, ctx[PREV_OTHER][1])}
+    assert not torch.allclose(net(x, lengths, inputs=changed), ref)
+    with pytest.raises(SertkError, match="ar_gru with context needs the feats_prev_self.scp"):
+        net(x, lengths, inputs=None)

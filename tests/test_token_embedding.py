@@ -74,7 +74,7 @@ def test_errors(units, tmp_path):
         TokenEmbedding(len(tok), 4, str(tmp_path / "nope.txt"), str(root / "units"))
 
 
-@pytest.mark.parametrize("name", ["rajan_self_cross", "amh"])
+@pytest.mark.parametrize("name", ["rajan_self_cross", "amh", "mcsan"])
 def test_models_load_the_vectors_and_packs_drop_the_path(units, name):
     root, tok, vecs = units
     conf = {"modalities": ["audio", "text"], "embedding_dim": 4,
@@ -82,6 +82,8 @@ def test_models_load_the_vectors_and_packs_drop_the_path(units, name):
             "freeze_embedding": True}
     if name == "rajan_self_cross":
         conf |= {"gru_hidden": 4, "heads": 2}
+    if name == "mcsan":
+        conf |= {"lstm_hidden": 4, "heads": 2, "conv_channels": [4]}
     net = models.build(name, input_dim=3, num_classes=2, input_sizes={"text": len(tok)},
                        **conf)
     uid = next(i for i, u in enumerate(tok.tokens) if u.replace("\u2581", "") == "GREAT")

@@ -91,6 +91,21 @@ def combine(dst: Path, srcs: list[Path]) -> None:
 
 
 @app.command()
+def context(dump_dir: Path) -> None:
+    """Write DUMP_DIR's dialogue-context tables (feats_prev_self.scp, feats_prev_other.scp:
+    each utterance's previous turn by the same speaker and by the interlocutor, from
+    utt2dialog; `sertk feats dump` writes them already)."""
+    from sertk.data.dialog import write_context_tables
+
+    rep = write_context_tables(dump_dir)
+    if rep is None:
+        raise DataError(f"{dump_dir}: needs utt2dialog and feats.scp")
+    typer.echo(f"{dump_dir}: {rep.utts} utterances; a previous turn of the same speaker for "
+               f"{rep.with_self}, of the interlocutor for {rep.with_other}; "
+               f"{rep.outside_dialogs} outside any dialogue")
+
+
+@app.command()
 def folds(data_dir: Path, out_dir: Path,
           test_speakers: Path = typer.Option(None, help="lines 'FOLD SPK SPK ...': the test "
                                                         "speakers of each fold"),

@@ -60,6 +60,7 @@ UTT_TABLES: dict[str, tuple[int, int | None]] = {
     "utt2sentiment": (2, 2),  # sentiment label (MELD)
 }
 GENDERS = {"m", "f"}
+EXTRA_FEATS = "feats_"  # feats_<name>.scp: per-utterance features of another modality
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,14 @@ class DataDir:
 
     def has(self, name: str) -> bool:
         return (self.path / name).is_file()
+
+    def utt_tables(self) -> list[str]:
+        """The per-utterance tables this directory can have: :data:`UTT_TABLES` and its
+        feature tables of other modalities or contexts, ``feats_<name>.scp`` (e.g.
+        ``feats_video.scp``, ``feats_prev_self.scp``), which subsets and combinations carry
+        like the others."""
+        return [*UTT_TABLES, *sorted(p.name for p in self.path.glob(f"{EXTRA_FEATS}*.scp")
+                                     if p.is_file())]
 
     def table(self, name: str) -> dict[str, str]:
         if name not in self._cache:
@@ -205,7 +214,7 @@ def validate(path: str | Path, check_audio: bool = True, require_labels: bool = 
     if require_audio and not d.has("wav.scp") and not d.has("feats.scp"):
         problems.append(f"{d.path}: neither wav.scp nor feats.scp exists")
 
-    for name in UTT_TABLES:
+    for name in d.utt_tables():
         if name == "utt2spk" or not d.has(name):
             continue
         tab = load(name)
@@ -304,7 +313,7 @@ def fix(path: str | Path, drop_unreadable: bool = False) -> list[str]:
     d = DataDir(path)
     path = d.path
     tables: dict[str, dict[str, str]] = {}
-    for name in ["utt2spk", "wav.scp", *[n for n in UTT_TABLES if n != "utt2spk"]]:
+    for name in ["utt2spk", "wav.scp", *[n for n in d.utt_tables() if n != "utt2spk"]]:
         if d.has(name):
             tables[name] = _read_lenient(path / name, *UTT_TABLES.get(name, (2, None)))
     if "utt2spk" not in tables:
@@ -396,7 +405,7 @@ def subset(src: str | Path, dst: str | Path, utts: list[str] | None = None,
                             f"e.g. {sorted(unknown)[0]}")
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    for name in UTT_TABLES:
+    for name in d.utt_tables():
         if d.has(name):
             write_table(dst / name, {k: v for k, v in d.table(name).items() if k in keep})
     if d.has("wav.scp"):
@@ -440,7 +449,7 @@ def combine(dst: str | Path, srcs: list[str | Path]) -> Path:
     """Concatenate data directories; a key present in two sources is an error."""
     dst = Path(dst)
     dirs = [DataDir(s) for s in srcs]
-    names = ["wav.scp", *UTT_TABLES]
+    names = ["wav.scp", *dict.fromkeys(n for d in dirs for n in d.utt_tables())]
     fill = {"utt2aug": "[]"}  # a source without augmentations: no operations
     for name in names:
         present = [d for d in dirs if d.has(name)]

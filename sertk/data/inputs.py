@@ -8,7 +8,10 @@ static ``input_tables``), kinds:
   (``sertk tokenizer train``; ids 1.. are units, 0 pads); the model gets ``input_sizes[table]``
   = the vocabulary size and per batch ``(LongTensor [B, L] padded with 0, LongTensor [B])``;
 * ``feats``: an scp of per-utterance matrices ``[T, D]`` (kaldiio); ``input_sizes[table]`` =
-  ``D``; per batch ``(FloatTensor [B, T, D] padded with 0, LongTensor [B])``.
+  ``D``; per batch ``(FloatTensor [B, T, D] padded with 0, LongTensor [B])``;
+* ``context``: an scp of other utterances' features of the model's own front end (the dialogue
+  context tables of :mod:`sertk.data.dialog`), ``-`` for none (length 0); ``D`` is the
+  directory's ``feat_dim``; the model wrapper applies its CMVN to them as to the features.
 
 Each modality is padded on its own and has its own lengths (the model builds its masks);
 the utterances of a batch are the same, in the same order, in every modality. Every
@@ -29,7 +32,8 @@ import torch
 from sertk.data.datadir import DataDir
 from sertk.errors import DataError, SertkError
 
-KINDS = ("tokens", "feats")
+KINDS = ("tokens", "feats", "context")
+NO_CONTEXT = "-"  # a context table's entry for an utterance without that context
 
 
 @dataclass
@@ -49,6 +53,8 @@ class InputTable:
                             f"{self.table})")
         if self.kind == "tokens":
             return torch.tensor(self.values[key], dtype=torch.long)
+        if self.kind == "context" and self.values[key] == NO_CONTEXT:
+            return torch.zeros(0, self.size)
         try:
             mat = kaldiio.load_mat(self.values[key])
         except Exception as exc:  # kaldiio raises several types for broken arks
@@ -107,6 +113,15 @@ def load_tokenizer(conf: dict[str, Any]) -> Any:
     return Tokenizer(str(path))
 
 
+def context_input(d: DataDir, table: str) -> InputTable:
+    """A context scp (``-``: none) of the directory's own features (``feat_dim``)."""
+    dim_file = d.path / "feat_dim"
+    if not dim_file.is_file():
+        raise DataError(f"{d.path}: no feat_dim (a context input needs the dump's dimension)")
+    return InputTable(table, "context", int(dim_file.read_text().split()[0]), d.path / table,
+                      d.table(table))
+
+
 def build_inputs(data_dir: str | Path, kinds: dict[str, str], keys: list[str],
                  tokenizer: Any = None, conf: dict[str, Any] | None = None
                  ) -> dict[str, InputTable]:
@@ -122,6 +137,8 @@ def build_inputs(data_dir: str | Path, kinds: dict[str, str], keys: list[str],
             raise DataError(f"the model reads {table} ({kind}), which {d.path} does not have")
         if kind == "tokens":
             out[table] = token_input(d, table, tokenizer or load_tokenizer(conf or {}))
+        elif kind == "context":
+            out[table] = context_input(d, table)
         else:
             out[table] = feats_input(d, table)
         missing = [k for k in keys if k not in out[table].values]

@@ -138,4 +138,7 @@ def apply_cmvn(src: str | Path, dst: str | Path, stats_file: str | Path | None,
         save_yaml(cfg, dst / "feats.yaml")
     write_table(dst / "feats.scp", dict(line.split(maxsplit=1) for line in
                                         (dst / "feats.scp").read_text().splitlines()))
+    from sertk.data.dialog import write_context_tables
+
+    write_context_tables(dst)  # the contexts' normalised features
     return dst

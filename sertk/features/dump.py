@@ -24,6 +24,7 @@ from tqdm import tqdm
 from sertk.config import load_yaml, save_yaml
 from sertk.data.audio import load_audio
 from sertk.data.datadir import UTT_TABLES, DataDir, validate, write_utt2spk
+from sertk.data.dialog import write_context_tables
 from sertk.data.kaldi_table import read_table, write_table
 from sertk.errors import DataError
 from sertk.features.registry import FeatureConfig, build_frontend
@@ -220,7 +221,7 @@ def _write_dump_dir(d: DataDir, dump_dir: Path, scp: dict[str, str], shapes: dic
     write_table(dump_dir / "utt2num_frames", {k: v.split()[0] for k, v in shapes.items()})
     dims = {v.split()[1] for v in shapes.values()}
     (dump_dir / "feat_dim").write_text(f"{dims.pop() if dims else 0}\n")
-    for name in COPIED_TABLES:
+    for name in [*COPIED_TABLES, *d.utt_tables()[len(UTT_TABLES):]]:
         if d.has(name):
             write_table(dump_dir / name, {k: v for k, v in d.table(name).items() if k in keep})
     write_utt2spk(dump_dir, {u: s for u, s in d.utt2spk.items() if u in keep})
@@ -230,3 +231,4 @@ def _write_dump_dir(d: DataDir, dump_dir: Path, scp: dict[str, str], shapes: dic
     for extra in ("labels.txt",):
         if (d.path / extra).is_file():
             shutil.copy(d.path / extra, dump_dir / extra)
+    write_context_tables(dump_dir)  # with utt2dialog: previous turns' features

@@ -45,6 +45,7 @@ import kaldiio
 import numpy as np
 
 from sertk.config import load_yaml, save_yaml
+from sertk.data.dialog import write_context_tables
 from sertk.data.kaldi_table import read_table, write_table
 from sertk.errors import SertkError
 from sertk.text.cross_modal import load_embeddings, load_map, normalize_rows
@@ -353,4 +354,5 @@ def paste_dirs(first_dir: str | Path, second_dir: str | Path, out_dir: str | Pat
                "first": str(first_dir.resolve()), "second": str(second_dir.resolve()),
                "tolerance": tolerance, "adjusted": report.adjusted,
                "large_mismatches": len(report.large)}, out_dir / "paste.yaml")
+    write_context_tables(out_dir)  # the contexts' pasted features
     return report

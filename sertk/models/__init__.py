@@ -26,6 +26,7 @@ from sertk.models import (  # noqa: F401  (register models)
     light_sernet,
     listener_adaptive,
     maec,
+    mcsan,
     meta_ser,
     mscnn,
     mtl_msf,

@@ -17,13 +17,19 @@ definition (total gain ``1 + sigmoid(beta)``) is used. Two learnable scalars per
 AReLU per direction), initialised to the paper's best setting alpha = 0.01, beta = 1. The gates
 keep their sigmoids. ``activation: tanh`` gives a standard GRU (the IAAN baseline).
 
-What is implemented: IAAN's current-utterance branch -- a BiGRU of AR-GRU cells over the
-utterance (masked time loop), IAAN's additive attention over its frames (attention size 16) and
-the IAAN MLP (FC 64, dropout, LayerNorm, ReLU, output layer). Not implemented: the dialogue
-context. IAAN also encodes the speaker's and the interlocutor's previous utterances with GRUs
-and adds their vectors both to the attention scores and to the MLP input; sertk's data loader
-gives one utterance at a time, so those terms are dropped and the attention reduces to
-``e_t = u^T tanh(W_c h_t + b)`` (:class:`~sertk.models.layers.AdditiveAttentionPooling`).
+IAAN's current-utterance branch: a BiGRU of AR-GRU cells over the utterance (masked time
+loop), IAAN's additive attention over its frames (attention size 16) and the IAAN MLP (FC 64,
+dropout, LayerNorm, ReLU, output layer).
+
+Dialogue context (``context: true``, IAAN's interaction-aware model): the same speaker's
+previous turn and the interlocutor's previous turn (inputs ``feats_prev_self.scp`` and
+``feats_prev_other.scp``, :mod:`sertk.data.dialog`, normalised with the model's CMVN) are
+encoded by two more AR-GRU layers (one each, as IAAN's two GRUs; same size and direction as
+the current-utterance one) into their final states ``p`` and ``r``; the attention becomes
+``e_t = u^T tanh(W_c h_t + W_p p + W_r r + b)`` and the MLP reads ``[utterance vector; p; r]``.
+A missing turn (the first turns of a dialogue) is an empty sequence: its state is zeros.
+``context: false`` (default) drops those terms: ``e_t = u^T tanh(W_c h_t + b)``
+(:class:`~sertk.models.layers.AdditiveAttentionPooling`), the MLP reads the utterance vector.
 
 Input: openSMILE emobase2010 LLDs in the paper; the stand-in is ``conf/feats/emobase_lld.yaml``
 (emobase LLDs, 26 dims; see ``sertk/features/opensmile_fe.py``).
@@ -41,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sertk.data.dialog import PREV_OTHER, PREV_SELF
 from sertk.errors import SertkError
 from sertk.models.layers import AdditiveAttentionPooling, lengths_to_mask
 from sertk.models.layers.recurrent import MaskedRNN
@@ -96,19 +103,58 @@ class ARGRUCell(nn.Module):
                  paper="Rajamani et al., A novel attention-based gated recurrent unit and its "
                        "efficacy in speech emotion recognition, ICASSP 2021")
 class ARGRU(nn.Module):
+    @staticmethod
+    def input_tables_for(conf: dict | None) -> dict[str, str]:
+        """With ``context: true``, the previous turns' feature tables (``context`` kind)."""
+        return {PREV_SELF: "context", PREV_OTHER: "context"} \
+            if (conf or {}).get("context") else {}
+
     def __init__(self, input_dim: int, num_classes: int, hidden: int = 128,
                  bidirectional: bool = True, activation: str = "arelu", alpha: float = 0.01,
-                 beta: float = 1.0, att_dim: int = 16, fc_dim: int = 64, dropout: float = 0.1):
+                 beta: float = 1.0, att_dim: int = 16, fc_dim: int = 64, dropout: float = 0.1,
+                 context: bool = False, input_sizes: dict[str, int] | None = None):
+        """``input_sizes``: the context tables' dimensions (the features', by construction)."""
         super().__init__()
-        self.rnn = MaskedRNN(lambda: ARGRUCell(input_dim, hidden, activation, alpha, beta),
+
+        def rnn() -> MaskedRNN:
+            return MaskedRNN(lambda: ARGRUCell(input_dim, hidden, activation, alpha, beta),
                              bidirectional=bidirectional)
+
+        self.rnn = rnn()
         self.in_dropout = nn.Dropout(dropout)
         self.out_dropout = nn.Dropout(dropout)
         self.attention = AdditiveAttentionPooling(self.rnn.out_dim, att_dim)
-        self.head = nn.Sequential(nn.Linear(self.rnn.out_dim, fc_dim), nn.Dropout(dropout),
+        self.context = bool(context)
+        dim = self.rnn.out_dim
+        if self.context:
+            self.context_rnn = nn.ModuleDict({PREV_SELF.split(".")[0]: rnn(),
+                                              PREV_OTHER.split(".")[0]: rnn()})
+            self.context_query = nn.Linear(2 * dim, att_dim, bias=False)  # W_p p + W_r r
+            dim *= 3
+        self.head = nn.Sequential(nn.Linear(dim, fc_dim), nn.Dropout(dropout),
                                   nn.LayerNorm(fc_dim), nn.ReLU(), nn.Linear(fc_dim, num_classes))
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _contexts(self, inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None
+                  ) -> torch.Tensor:
+        """``[p; r]``: the final states of the previous turns' encoders (zeros: no turn)."""
+        states = []
+        for table in (PREV_SELF, PREV_OTHER):
+            if not inputs or table not in inputs:
+                raise SertkError(f"model ar_gru with context needs the {table} input (the "
+                                 "dialogue context of a dump with utt2dialog)")
+            x, n = inputs[table]
+            mask = lengths_to_mask(n.to(x.device), x.shape[1])
+            _, state = self.context_rnn[table.split(".")[0]](self.in_dropout(x), mask)
+            states.append(state)
+        return torch.cat(states, dim=-1)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor,
+                inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+                ) -> torch.Tensor:
         mask = lengths_to_mask(lengths, feats.shape[1])
         out, _ = self.rnn(self.in_dropout(feats), mask)
-        return self.head(self.attention(self.out_dropout(out), mask))
+        if not self.context:
+            return self.head(self.attention(self.out_dropout(out), mask))
+        ctx = self._contexts(inputs)
+        pooled = self.attention(self.out_dropout(out), mask, self.context_query(ctx))
+        return self.head(torch.cat([pooled, ctx], dim=-1))

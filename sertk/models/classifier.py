@@ -25,7 +25,10 @@ class EmotionClassifier(nn.Module):
                  input_sizes: dict[str, int] | None = None):
         super().__init__()
         extra: dict[str, Any] = {"aux_classes": aux_classes} if aux_tables(name, conf) else {}
-        self.reads_inputs = bool(input_tables(name, conf))
+        kinds = input_tables(name, conf)
+        self.reads_inputs = bool(kinds)
+        # other utterances' features (dialogue context): normalised like the features
+        self.context_tables = [t for t, k in kinds.items() if k == "context"]
         if self.reads_inputs:
             extra["input_sizes"] = input_sizes
         if members > 1 and extra:
@@ -46,6 +49,9 @@ class EmotionClassifier(nn.Module):
         this forward so that DDP sees every parameter it reaches. ``inputs``: the batch's
         extra inputs (:mod:`sertk.data.inputs`) for a model that reads them."""
         x = feats if normalized else self.cmvn(feats)
+        if inputs and self.context_tables:
+            inputs = {t: (self.cmvn(v), n) if t in self.context_tables else (v, n)
+                      for t, (v, n) in inputs.items()}
         logits = self.net(x, lengths, inputs=inputs) if self.reads_inputs \
             else self.net(x, lengths)
         if aux_targets is None:

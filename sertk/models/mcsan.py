@@ -21,8 +21,9 @@ concatenation -> classifier (logits; the trainer's cross-entropy is the paper's 
   Conv1d (``conv_channels``, 128 each) -> masked batch norm -> ReLU (:class:`ConvBlock1d`), then
   a max pool of kernel 3, stride 2 and padding 1 (``T -> ceil(T / 2)``, so ``T_a`` is about
   ``T / 4``); the lengths are tracked through the pools and the BiLSTM runs packed.
-* **Text encoder**: a learned token embedding (300-d, ``padding_idx`` 0; the paper uses GloVe:
-  ``embedding_path`` is reserved for loading it, not implemented), then a packed BiLSTM with
+* **Text encoder**: a token embedding (300-d, ``padding_idx`` 0), learned, or initialised from
+  a local GloVe / word2vec file (``embedding_path``, ``freeze_embedding``; the paper's GloVe;
+  :class:`~sertk.models.layers.token_embedding.TokenEmbedding`), then a packed BiLSTM with
   averaged directions (``d = 128``).
 * **Positional embedding**: sinusoidal (Transformer-style), added to both encoded sequences
   before every attention module.
@@ -53,15 +54,14 @@ and dropout 0.1 (also on the attention and FFN outputs before each residual); si
 positions in both the cross and the self modules (papers.md's suggestion); separate FFNs and
 norms for the two streams of the cross module; no attention output projection (the paper's
 formula has none); the classifier FC(512 -> 128) -> ReLU -> dropout 0.3 -> FC(classes)
-(papers.md's suggestion; the dropout value is chosen); a learned token embedding instead of
-GloVe; no cut of the text (``text_max_len: null``); ``modality_dropout`` (default 0, off): in
-training a sample loses one modality's encoded sequence with this probability
+(papers.md's suggestion; the dropout value is chosen); a learned token embedding unless a
+GloVe file is given; no cut of the text (``text_max_len: null``); ``modality_dropout``
+(default 0, off): in training a sample loses one modality's encoded sequence with this probability
 (:class:`ModalityDropout`, not in the paper).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -71,6 +71,7 @@ from torch import nn
 from sertk.errors import SertkError
 from sertk.models.layers import ConvBlock1d, ModalityDropout, lengths_to_mask
 from sertk.models.layers.attention import FusionAttention
+from sertk.models.layers.masking import MaskedMaxPool1d
 from sertk.models.layers.multimodal import (
     TEXT_TABLE,
     check_modalities,
@@ -78,7 +79,10 @@ from sertk.models.layers.multimodal import (
     input_tables,
 )
 from sertk.models.layers.multimodal import input_sizes as all_input_sizes
+from sertk.models.layers.pooling import masked_max
+from sertk.models.layers.positions import sinusoidal_positions
 from sertk.models.layers.stacked_lstm import run_packed
+from sertk.models.layers.token_embedding import TokenEmbedding, portable_text_conf
 from sertk.models.registry import MODELS
 
 NAME = "mcsan"
@@ -94,23 +98,6 @@ def _check_positive(**values: int | None) -> None:
             raise SertkError(f"{NAME} {key} must be a positive integer, got {val}")
 
 
-def sinusoidal_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
-    """Transformer sinusoidal position embeddings ``[length, dim]`` (sin on even, cos on odd
-    dimensions)."""
-    pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
-    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32)
-                     * (-math.log(10000.0) / dim))
-    pe = torch.zeros(length, dim, device=device)
-    pe[:, 0::2] = torch.sin(pos * freq)
-    pe[:, 1::2] = torch.cos(pos * freq[: dim // 2])
-    return pe
-
-
-def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Global max pooling of ``[B, T, D]`` over the real steps -> ``[B, D]``."""
-    return x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
-
-
 class BiLSTMAverage(nn.Module):
     """A packed BiLSTM over ``[B, T, D]`` whose forward and backward outputs are averaged
     (``[B, T, hidden]``, zero on padding)."""
@@ -123,31 +110,6 @@ class BiLSTMAverage(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         out, _ = run_packed(self.lstm, x, lengths)
         return 0.5 * (out[..., :self.hidden] + out[..., self.hidden:])
-
-
-class MaskedMaxPool1d(nn.Module):
-    """Max pooling over time of ``[B, C, T]`` (stride ``stride``, padding ``kernel // 2``)
-    that ignores padded frames; returns the pooled map (padding zeroed) and the new lengths.
-
-    Every output window below an utterance's new length holds at least one of its real frames
-    and otherwise only padding, which counts as ``-inf``, so the output equals that of the
-    utterance alone."""
-
-    def __init__(self, kernel: int, stride: int):
-        super().__init__()
-        self.kernel, self.stride, self.padding = kernel, stride, kernel // 2
-
-    def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return (lengths + 2 * self.padding - self.kernel) // self.stride + 1
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = lengths_to_mask(lengths, x.shape[2]).unsqueeze(1)
-        y = F.max_pool1d(x.masked_fill(~mask, float("-inf")), self.kernel, self.stride,
-                         self.padding)
-        new_lengths = self.out_lengths(lengths)
-        new_mask = lengths_to_mask(new_lengths, y.shape[2]).unsqueeze(1)
-        return y.masked_fill(~new_mask, 0.0), new_lengths
 
 
 class AudioEncoder(nn.Module):
@@ -183,10 +145,10 @@ class TextEncoder(nn.Module):
 
     ``forward(tokens [B, L], lengths)`` returns ``(H_l [B, L', hidden], mask [B, L'])``."""
 
-    def __init__(self, vocab_size: int, embedding_dim: int, hidden: int, max_len: int | None):
+    def __init__(self, embedding: nn.Embedding, hidden: int, max_len: int | None):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
-        self.lstm = BiLSTMAverage(embedding_dim, hidden)
+        self.embedding = embedding
+        self.lstm = BiLSTMAverage(embedding.embedding_dim, hidden)
         self.max_len = max_len
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> Encoded:
@@ -254,6 +216,8 @@ class SelfModule(nn.Module):
                  paper="Sun, Liu, Tao, Lian, Multimodal Cross- and Self-Attention Network for "
                        "Speech Emotion Recognition, ICASSP 2021")
 class MCSAN(nn.Module):
+    portable_conf = staticmethod(portable_text_conf)
+
     @staticmethod
     def input_tables_for(conf: dict | None) -> dict[str, str]:
         """The extra input tables of a config and their kinds: ``text`` (``tokens``) when the
@@ -269,7 +233,8 @@ class MCSAN(nn.Module):
                  pool_kernel: int = 3, pool_stride: int = 2, lstm_hidden: int = 128,
                  audio_max_len: int | None = 1000, text_max_len: int | None = None,
                  embedding_dim: int = 300, embedding_path: str | None = None,
-                 heads: int = 8, num_layers: int = 1, ffn_dim: int = 512,
+                 freeze_embedding: bool = False, heads: int = 8, num_layers: int = 1,
+                 ffn_dim: int = 512,
                  dropout: float = 0.1, positional: bool = True, fc_dim: int = 128,
                  fc_dropout: float = 0.3, modality_dropout: float = 0.0,
                  tokenizer: str | None = None):
@@ -278,14 +243,16 @@ class MCSAN(nn.Module):
         super().__init__()
         self.modalities = check_modalities(NAME, modalities, allowed=ALLOWED)
         self._check_options(conv_channels, conv_kernel, pool_kernel, pool_stride, lstm_hidden,
-                            audio_max_len, text_max_len, embedding_dim, embedding_path,
+                            audio_max_len, text_max_len, embedding_dim,
                             heads, num_layers, ffn_dim, fc_dim)
         sizes = all_input_sizes(input_sizes)
         encoders = {
             "audio": lambda: AudioEncoder(input_dim, conv_channels, conv_kernel, pool_kernel,
                                           pool_stride, lstm_hidden, audio_max_len),
-            "text": lambda: TextEncoder(int(sizes[TEXT_TABLE]), embedding_dim, lstm_hidden,
-                                        text_max_len),
+            "text": lambda: TextEncoder(TokenEmbedding(sizes[TEXT_TABLE], embedding_dim,
+                                                       embedding_path, tokenizer,
+                                                       freeze_embedding, NAME),
+                                        lstm_hidden, text_max_len),
         }
         self.encoders = nn.ModuleDict({m: encoders[m]() for m in self.modalities})
         self.modality_dropout = ModalityDropout(modality_dropout)
@@ -302,12 +269,8 @@ class MCSAN(nn.Module):
     @staticmethod
     def _check_options(conv_channels: Sequence[int], conv_kernel: int, pool_kernel: int,
                        pool_stride: int, lstm_hidden: int, audio_max_len: int | None,
-                       text_max_len: int | None, embedding_dim: int,
-                       embedding_path: str | None, heads: int, num_layers: int, ffn_dim: int,
-                       fc_dim: int) -> None:
-        if embedding_path is not None:
-            raise SertkError(f"{NAME} embedding_path (pretrained GloVe vectors) is not "
-                             "implemented; leave it null for a learned embedding")
+                       text_max_len: int | None, embedding_dim: int, heads: int,
+                       num_layers: int, ffn_dim: int, fc_dim: int) -> None:
         if isinstance(conv_channels, (str, int)) or conv_channels is None:
             raise SertkError(f"{NAME} conv_channels must be a list of channel counts (one "
                              f"per ConvBlock; [] for none), got {conv_channels!r}")

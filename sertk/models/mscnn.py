@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sertk.models.layers import lengths_to_mask, masked_mean, masked_std
+from sertk.models.layers import lengths_to_mask, masked_max, masked_mean, masked_std
 from sertk.models.registry import MODELS
 
 
@@ -30,8 +30,7 @@ class StatisticalPoolingUnit(nn.Module):
     """Max, mean and standard deviation over the real frames of ``[B, T, D]`` -> ``[B, 3D]``."""
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        mx = x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
-        return torch.cat([mx, masked_mean(x, mask), masked_std(x, mask)], dim=-1)
+        return torch.cat([masked_max(x, mask), masked_mean(x, mask), masked_std(x, mask)], dim=-1)
 
 
 @MODELS.register("mscnn_spu", summary="multi-scale CNN + statistical pooling (audio path)",

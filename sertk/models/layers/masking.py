@@ -110,3 +110,28 @@ def masked_pool_time(x: torch.Tensor, mask: torch.Tensor, kernel: tuple[int, int
     else:
         raise ValueError(f"pool kind must be max or avg, got {kind!r}")
     return y, new_mask
+
+
+class MaskedMaxPool1d(nn.Module):
+    """Max pooling over time of ``[B, C, T]`` (stride ``stride``, padding ``kernel // 2``)
+    that ignores padded frames; returns the pooled map (padding zeroed) and the new lengths.
+
+    Every output window below an utterance's new length holds at least one of its real frames
+    and otherwise only padding, which counts as ``-inf``, so the output equals that of the
+    utterance alone."""
+
+    def __init__(self, kernel: int, stride: int):
+        super().__init__()
+        self.kernel, self.stride, self.padding = kernel, stride, kernel // 2
+
+    def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return (lengths + 2 * self.padding - self.kernel) // self.stride + 1
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = lengths_to_mask(lengths, x.shape[2]).unsqueeze(1)
+        y = F.max_pool1d(x.masked_fill(~mask, float("-inf")), self.kernel, self.stride,
+                         self.padding)
+        new_lengths = self.out_lengths(lengths)
+        new_mask = lengths_to_mask(new_lengths, y.shape[2]).unsqueeze(1)
+        return y.masked_fill(~new_mask, 0.0), new_lengths

@@ -12,6 +12,11 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
+def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Global max pooling of ``[B, T, D]`` over the real steps -> ``[B, D]``."""
+    return x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+
+
 def masked_std(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     m = mask.unsqueeze(-1).to(x.dtype)
     mean = masked_mean(x, mask).unsqueeze(1)
@@ -83,16 +88,19 @@ class AttentiveStatsPooling(nn.Module):
 
 
 class AdditiveAttentionPooling(nn.Module):
-    """Bahdanau-style additive attention pooling: ``e_t = v^T tanh(W x_t + b)``, softmax over
-    real frames, weighted sum -> ``[B, D]`` (used with ``att_dim`` 16 by HNSD)."""
+    """Bahdanau-style additive attention pooling: ``e_t = v^T tanh(W x_t + b [+ q])``, softmax
+    over real frames, weighted sum -> ``[B, D]`` (used with ``att_dim`` 16 by HNSD); ``q``
+    ``[B, att_dim]`` is an optional per-utterance term (IAAN's context, ``ar_gru``)."""
 
     def __init__(self, dim: int, att_dim: int = 16):
         super().__init__()
         self.proj = nn.Linear(dim, att_dim)
         self.v = nn.Linear(att_dim, 1, bias=False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        e = self.v(torch.tanh(self.proj(x))).squeeze(-1).masked_fill(~mask, float("-inf"))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                query: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.proj(x) if query is None else self.proj(x) + query.unsqueeze(1)
+        e = self.v(torch.tanh(h)).squeeze(-1).masked_fill(~mask, float("-inf"))
         return (torch.softmax(e, dim=1).unsqueeze(-1) * x).sum(1)
 
 

@@ -37,7 +37,7 @@ def masked_scan(cell: nn.Module, x: torch.Tensor, mask: torch.Tensor
     """Run ``cell`` over ``x [B, T, D]`` with ``mask [B, T]`` (True on real frames).
 
     Returns the outputs ``[B, T, H]`` (zero on padded frames) and the final state (the state
-    after each utterance's last real frame).
+    after each utterance's last real frame; the initial state for an empty sequence).
     """
     xp = cell.project(x)
     state = cell.initial_state(x.shape[0], xp)
@@ -46,6 +46,8 @@ def masked_scan(cell: nn.Module, x: torch.Tensor, mask: torch.Tensor
         new = cell(xt, state)
         state = tuple(torch.where(mt, n, o) for n, o in zip(new, state))
         outs.append(new[0])
+    if not outs:  # no frames at all (e.g. no previous turn): the zero state
+        return xp.new_zeros(x.shape[0], 0, state[0].shape[-1]), state
     out = torch.stack(outs, dim=1).masked_fill(~mask.unsqueeze(-1), 0.0)
     return out, state
 
