@@ -269,3 +269,39 @@ def test_maec_options_are_checked():
         _maec(adversarial_mode="wgan")
     with pytest.raises(SertkError, match="dilation must be in"):
         _maec(dilation=5)
+
+
+def test_maec_dialogue_context():
+    from sertk.data.dialog import PREV_OTHER, PREV_SELF
+
+    assert MAEC.input_tables_for({"context": True}) == {PREV_SELF: "context",
+                                                        PREV_OTHER: "context"}
+    assert MAEC.input_tables_for({}) == {}
+    net = _maec(context=True)
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([12, 9, 7])
+    x = torch.randn(3, 12, 26, generator=g) * ~_padding(lengths, 12).unsqueeze(-1)
+    ctx = {}
+    for table, lens in ((PREV_SELF, [10, 0, 6]), (PREV_OTHER, [8, 7, 0])):
+        n = torch.tensor(lens)
+        ctx[table] = (torch.randn(3, 10, 26, generator=g) * ~_padding(n, 10).unsqueeze(-1), n)
+    out = net.train()(x, lengths, inputs=ctx)
+    loss = out.logsumexp(-1).mean() + net.auxiliary_loss(
+        {"utt2gender": torch.tensor([0, 1, -1])})
+    loss.backward()
+    assert out.shape == (3, 4) and net.emotion_head.in_features == 2 * net.key_dim
+    missing = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing
+    net.eval()
+    ref = net(x, lengths, inputs=ctx)
+    for i in range(3):  # each utterance alone, its contexts cut to their lengths
+        one = {t: (v[i:i + 1, :int(n[i])], n[i:i + 1]) for t, (v, n) in ctx.items()}
+        assert torch.allclose(net(x[i:i + 1, :lengths[i]], lengths[i:i + 1], inputs=one),
+                              ref[i:i + 1], atol=1e-5)
+    # a missing turn: HF = 0, so PI is uniform over the latent dimensions
+    hf = net.encode(x, lengths)
+    z = net.fuse_context(hf, {PREV_SELF: (ctx[PREV_SELF][0], torch.tensor([0, 0, 0])),
+                              PREV_OTHER: ctx[PREV_OTHER]})
+    assert torch.allclose(z[:, :net.key_dim], hf / net.key_dim, atol=1e-6)
+    with pytest.raises(SertkError, match="maec with context needs the feats_prev_self.scp"):
+        net(x, lengths)

@@ -20,10 +20,15 @@ stand-in for the paper's 45-d emobase2010 LLDs; see ``sertk/features/opensmile_f
   in the paper: ``HF`` is a product of two means of BiGRU outputs, about 0.01 in magnitude at
   initialisation (measured on RAVDESS emobase LLDs), and without the norm the emotion CE
   stayed at ln 8 for 12 epochs at the paper's lr 1e-4; normalised, ``Z`` matches the
-  ``N(0, I)`` prior's scale; ``latent_norm: false`` gives the paper's raw ``HF``). The paper
-  fuses the previous turn and the interlocutor's turn,
-  ``Z = [HF_cur * softmax(HF_pre * HF_int), HF_cur]``; sertk's loader gives one utterance at
-  a time, so the context fusion is not implemented (as ``ar_gru``).
+  ``N(0, I)`` prior's scale; ``latent_norm: false`` gives the paper's raw ``HF``).
+* **Context fusion** (``context: true``, the paper's model): the same encoder (shared,
+  papers.md's suggestion) gives ``HF_pre`` and ``HF_int`` of the speaker's previous turn and
+  the interlocutor's previous turn (inputs ``feats_prev_self.scp`` / ``feats_prev_other.scp``,
+  :mod:`sertk.data.dialog`, normalised with the model's CMVN);
+  ``PI = softmax(HF_pre * HF_int)`` over the latent dimensions and
+  ``Z = [HF_cur * PI, HF_cur]`` (twice the width; the heads and the discriminator follow).
+  A missing turn (a dialogue's first turns) has ``HF = 0`` (papers.md: a zero tensor), so
+  ``PI`` is uniform. ``context: false`` (default, corpora without dialogues): ``Z = HF_cur``.
 * **Classifier**: one FC layer each for emotion (``forward``'s logits) and gender.
 * **Discriminator**: two FC layers telling prior samples ``N(prior_mean, prior_std^2)``
   (true) from ``Z`` (false), BCE.
@@ -60,6 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from sertk.data.dialog import PREV_OTHER, PREV_SELF
 from sertk.errors import SertkError
 from sertk.models.layers import GradientReversal, lengths_to_mask, masked_mean
 from sertk.models.registry import MODELS
@@ -143,7 +149,9 @@ class MAEC(nn.Module):
                  dropout: float = 0.2, prior_mean: float = 0.0, prior_std: float = 1.0,
                  adversarial_weight: float = 1.0, gender_weight: float = 1.0,
                  grl_lambda: float = 1.0, adversarial_mode: str = "grl",
-                 latent_norm: bool = True):
+                 latent_norm: bool = True, context: bool = False,
+                 input_sizes: dict[str, int] | None = None):
+        """``input_sizes``: the context tables' dimensions (the features', by construction)."""
         super().__init__()
         if adversarial_mode not in ADVERSARIAL_MODES:
             raise SertkError(f"maec adversarial_mode must be one of "
@@ -153,14 +161,16 @@ class MAEC(nn.Module):
         self.instances = InstanceConvBlock(input_dim, tuple(conv_channels), dilation,
                                            instance_frames)
         c3, key_dim = conv_channels[-1], 2 * gru_hidden
+        self.context, self.key_dim = bool(context), key_dim
+        z_dim = 2 * key_dim if self.context else key_dim
         self.bottleneck = nn.Linear(c3, bottleneck)
         self.gru = nn.GRU(c3, gru_hidden, batch_first=True, bidirectional=True)
         self.query = nn.Identity() if bottleneck == key_dim else \
             nn.Linear(bottleneck, key_dim, bias=False)
         self.dropout = nn.Dropout(dropout)
-        self.emotion_head = nn.Linear(key_dim, num_classes)
-        self.gender_head = nn.Linear(key_dim, int((aux_classes or {}).get("utt2gender", 2)))
-        self.discriminator = nn.Sequential(nn.Linear(key_dim, disc_hidden), nn.LeakyReLU(0.2),
+        self.emotion_head = nn.Linear(z_dim, num_classes)
+        self.gender_head = nn.Linear(z_dim, int((aux_classes or {}).get("utt2gender", 2)))
+        self.discriminator = nn.Sequential(nn.Linear(z_dim, disc_hidden), nn.LeakyReLU(0.2),
                                            nn.Linear(disc_hidden, 1))
         self.grl = GradientReversal(grl_lambda)
         # parameter-free: Z keeps the prior's scale, not a learnt one
@@ -191,8 +201,41 @@ class MAEC(nn.Module):
         att = torch.softmax(scores.masked_fill(~imask[:, None, :], float("-inf")), dim=-1)
         return self.latent_norm(masked_mean(att @ key, imask) * masked_mean(key, imask))
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_turns(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``encode`` of the turns that exist (length > 0); zeros for the missing ones."""
+        lengths = lengths.to(feats.device)
+        out = feats.new_zeros(feats.shape[0], self.key_dim)
+        present = (lengths > 0).nonzero().squeeze(1)
+        if present.numel():
+            n = lengths[present]
+            out[present] = self.encode(feats[present, :int(n.max())], n)
+        return out
+
+    def fuse_context(self, hf: torch.Tensor,
+                     inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None
+                     ) -> torch.Tensor:
+        """``Z = [HF_cur * softmax(HF_pre * HF_int), HF_cur]``."""
+        turns = []
+        for table in (PREV_SELF, PREV_OTHER):
+            if not inputs or table not in inputs:
+                raise SertkError(f"model maec with context needs the {table} input (the "
+                                 "dialogue context of a dump with utt2dialog)")
+            turns.append(self.encode_turns(*inputs[table]))
+        pi = torch.softmax(turns[0] * turns[1], dim=-1)
+        return torch.cat([hf * pi, hf], dim=-1)
+
+    @staticmethod
+    def input_tables_for(conf: dict | None) -> dict[str, str]:
+        """With ``context: true``, the previous turns' feature tables (``context`` kind)."""
+        return {PREV_SELF: "context", PREV_OTHER: "context"} \
+            if (conf or {}).get("context") else {}
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor,
+                inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+                ) -> torch.Tensor:
         z = self.encode(feats, lengths)
+        if self.context:
+            z = self.fuse_context(z, inputs)
         self._latent = z if self.training else None
         return self.emotion_head(self.dropout(z))
 
