@@ -82,3 +82,34 @@ def test_context_inputs_are_normalised_like_the_features():
                inputs={PREV_SELF: (ctx, torch.tensor([2])),
                        PREV_OTHER: (torch.zeros(1, 0, 3), torch.tensor([0]))})
     assert torch.allclose(seen[PREV_SELF][0], torch.ones(1, 2, 3))  # (6 - 2) / 4
+
+
+def test_context_model_trains_predicts_and_packs(corpus, dumped, tmp_path):
+    """ar_gru with the dialogue context through train, predict and pack; sertk infer on wav
+    files (no context) is one clear error line."""
+    from sertk.train.trainer import train
+    from tests.conftest import run_sertk
+
+    cfg = {"model": {"name": "ar_gru", "conf": {"hidden": 4, "att_dim": 4, "fc_dim": 8,
+                                                "context": True}},
+           "loss": {"name": "ce"}, "optim": {"name": "adam", "lr": 0.003},
+           "train": {"epochs": 1, "batch_size": 8, "seed": 0, "crop_frames": 60}}
+    exp = tmp_path / "exp"
+    res = train(cfg, dumped / "fold1" / "train", dumped / "fold1" / "dev", exp, device="cpu",
+                progress=False)
+    assert 0.0 <= res["UA"] <= 1.0
+    assert "feats_prev_self.scp: 40" in (exp / "config.yaml").read_text()
+    run_sertk("predict", "--model", str(exp), "--data", str(dumped / "fold1" / "test"),
+              "--out-dir", str(tmp_path / "dec"), "--no-progress")
+    n_test = len((dumped / "fold1" / "test" / "utt2spk").read_text().splitlines())
+    assert len((tmp_path / "dec" / "hyp.txt").read_text().splitlines()) == n_test
+    run_sertk("pack", "--exp", str(exp), "--out", str(tmp_path / "m.zip"))
+    key, wav = next(iter(DataDir(corpus).wav_scp.items()))
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"{key} {wav}\n")
+    bad = run_sertk("infer", "--model", str(tmp_path / "m.zip"), "--wav-scp", str(scp),
+                    check=False)
+    assert bad.returncode != 0
+    assert bad.stderr.strip().splitlines() == [
+        "sertk: error: this model reads feats_prev_self.scp, feats_prev_other.scp besides "
+        "audio: run `sertk predict` on a data directory that has it"]
