@@ -23,6 +23,7 @@ from sertk.models import (  # noqa: F401  (register models)
     cpc,
     daae,
     hnsd,
+    ks_transformer,
     light_sernet,
     listener_adaptive,
     maec,
