@@ -178,3 +178,16 @@ def test_short_training_warns_that_batch_norm_statistics_are_unsettled(trained):
     # much of their initial values, which the log says (semantic_fusion's eval-mode scale)
     log_text = (trained / "train.log").read_text()
     assert "batch-norm running statistics come from only" in log_text
+
+
+def test_optimizer_options_set_to_null_are_unset_and_unknown_ones_are_errors():
+    import torch
+
+    from sertk.errors import SertkError
+    from sertk.train.schedule import build_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    opt = build_optimizer(params, {"name": "adam", "lr": 0.01, "momentum": None})
+    assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == 0.01
+    with pytest.raises(SertkError, match="unknown options for optimizer 'adam': momentum"):
+        build_optimizer(params, {"name": "adam", "momentum": 0.9})

@@ -13,8 +13,9 @@ from sertk.errors import SertkError
 def build_optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:
     """``optim:`` config: ``name`` adam | adamw | sgd | adadelta | rmsprop, ``lr``,
     ``weight_decay``, ``betas`` (adam/adamw), ``momentum`` (sgd, rmsprop), ``nesterov`` (sgd),
-    ``rho`` (adadelta), ``alpha`` (rmsprop's smoothing; PyTorch's default 0.99)."""
-    cfg = dict(cfg or {})
+    ``rho`` (adadelta), ``alpha`` (rmsprop's smoothing; PyTorch's default 0.99). A key set
+    to null is unset (``--override optim.momentum=null`` when switching SGD to Adam)."""
+    cfg = {k: v for k, v in (cfg or {}).items() if v is not None}
     name = cfg.pop("name", "adam").lower()
     lr = float(cfg.pop("lr", 1e-3))
     wd = float(cfg.pop("weight_decay", 0.0))
