@@ -181,6 +181,7 @@ def test_short_training_warns_that_batch_norm_statistics_are_unsettled(trained):
 
 
 def test_optimizer_options_set_to_null_are_unset_and_unknown_ones_are_errors():
+    import pytest
     import torch
 
     from sertk.errors import SertkError
