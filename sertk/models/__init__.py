@@ -16,6 +16,7 @@ from sertk.models import (  # noqa: F401  (register models)
     area_attention,
     att_lstm,
     attpool_cnn,
+    ca_mser,
     cnn14,
     cnn_asp,
     cnn_attn,
