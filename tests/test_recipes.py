@@ -160,3 +160,26 @@ def test_real_ravdess_data_preparation(tmp_path):
     assert counts == {"angry": 192, "calm": 192, "disgust": 192, "fearful": 192, "happy": 192,
                       "neutral": 96, "sad": 192, "surprised": 192}
     assert validate(tmp_path / "all", check_audio=False) == []
+
+
+def test_readme_reading_list_maps_every_paper_to_registered_models():
+    """The README's paper -> model id -> config table: 27 papers in order, every model id
+    registered (or the augmentation / layer named), every config shipped, and every shipped
+    config listed."""
+    from sertk.models import MODELS
+
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("<!-- papers table -->"):text.index("<!-- /papers table -->")]
+    rows = [ln.split(" | ") for ln in table.splitlines() if re.match(r"\| \d+ \|", ln)]
+    assert [int(r[0].strip("| ")) for r in rows] == list(range(1, 28))
+    listed = set()
+    for r in rows:
+        ids = re.findall(r"`([a-z0-9_]+)`", r[2])
+        assert ids, r
+        assert any(i in MODELS.names() for i in ids) or r[3] == "—", r
+        for cfg in re.findall(r"`([a-z0-9_/]+\.yaml)`", r[3]):
+            path = REPO / (cfg if "/" in cfg else f"conf/model/{cfg}")
+            assert path.is_file(), cfg
+            listed.add(path.stem)
+    shipped = {p.stem for p in (REPO / "conf" / "model").glob("*.yaml")}
+    assert shipped - listed <= {"cnn_asp", "cnn_asp_ref", "cnn_asp_small"}, shipped - listed
