@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
 
 import sertk.models.ks_transformer  # noqa: F401  (registers the model)
@@ -20,6 +19,10 @@ from sertk.errors import SertkError
 from sertk.models.ks_transformer import KSTransformer
 from sertk.models.layers.ks_attention import KeySparseAttention
 from tests.model_checks import check_forward_backward, check_padding_invariance
+from tests.multimodal_checks import check_invariance as _check_invariance
+from tests.multimodal_checks import check_loss_decreases, check_modality_dropout
+from tests.multimodal_checks import forward_backward as _forward_backward
+from tests.multimodal_checks import one_thread as _one_thread  # noqa: F401 (autouse)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "text"
@@ -29,14 +32,6 @@ SMALL = {"d_model": 8, "heads": 2, "ffn_dim": 16, "encoder_layers": 1, "ccab_blo
          "fusion_layers": 1, "embedding_dim": 6, "audio_max_len": None, "text_max_len": None,
          "dropout": 0.1}
 BI = ("audio", "text")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; small models run faster this way
-    yield
-    torch.set_num_threads(n)
 
 
 def _net(modalities=BI, **conf) -> KSTransformer:
@@ -56,45 +51,6 @@ def _batch(b: int = 3, seed: int = 1):
         feats[i, a_len[i]:] = 0.0
         tokens[i, t_len[i]:] = 0
     return feats, a_len, {TEXT: (tokens, t_len)}
-
-
-def _pad_more(x: torch.Tensor, lengths: torch.Tensor, extra: int) -> torch.Tensor:
-    """``x`` with ``extra`` more steps; garbage beyond each length (random token ids for
-    text, large values for frames)."""
-    shape = (x.shape[0], x.shape[1] + extra, *x.shape[2:])
-    tokens = x.dtype == torch.long
-    big = torch.randint(1, VOCAB, shape) if tokens else torch.full(shape, 1e3)
-    for i, n in enumerate(lengths.tolist()):
-        big[i, :n] = x[i, :n]
-    return big
-
-
-def _forward_backward(net, feats, lengths, inputs):
-    net.train()
-    out = net(feats, lengths, inputs)
-    assert out.shape == (feats.shape[0], CLASSES)
-    out.logsumexp(-1).mean().backward()
-    bad = [n for n, p in net.named_parameters()
-           if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
-    assert not bad, f"no or non-finite gradient: {bad[:5]}"
-
-
-def _check_invariance(net, feats, lengths, inputs, modality: str, extra: int = 9):
-    """Eval mode: the outputs are the same in the batch, in a batch whose ``modality`` input
-    has ``extra`` more (garbage) padded steps, and for each utterance alone."""
-    net.eval()
-    with torch.no_grad():
-        batched = net(feats, lengths, inputs)
-        if modality == "audio":
-            padded = net(_pad_more(feats, lengths, extra), lengths, inputs)
-        else:
-            x, n = inputs[TEXT]
-            padded = net(feats, lengths, {**inputs, TEXT: (_pad_more(x, n, extra), n)})
-        torch.testing.assert_close(padded, batched, atol=1e-5, rtol=1e-5)
-        for i in range(feats.shape[0]):
-            alone = {k: (x[i:i + 1, :n[i]], n[i:i + 1]) for k, (x, n) in inputs.items()}
-            out = net(feats[i:i + 1, :lengths[i]], lengths[i:i + 1], alone)
-            torch.testing.assert_close(out[0], batched[i], atol=1e-5, rtol=1e-5)
 
 
 def _ks_modules(net) -> list[KeySparseAttention]:
@@ -322,27 +278,13 @@ def test_default_build_and_sizes():
 def test_loss_decreases_on_a_tiny_batch():
     net = _net(BI, dropout=0.0, transformer_dropout=0.0)
     feats, lengths, inputs = _batch(4)
-    target = torch.tensor([0, 1, 2, 1])
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    net.train()
-    losses = []
-    for _ in range(30):
-        opt.zero_grad()
-        loss = F.cross_entropy(net(feats, lengths, inputs), target)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0], losses
+    check_loss_decreases(net, feats, lengths, inputs, torch.tensor([0, 1, 2, 1]), lr=3e-3)
 
 
 def test_modality_dropout_trains_and_is_off_in_eval():
     net = _net(BI, modality_dropout=0.5)
     feats, lengths, inputs = _batch()
-    net.eval()
-    with torch.no_grad():
-        a = net(feats, lengths, inputs)
-        assert torch.equal(a, net(feats, lengths, inputs))
-    _forward_backward(net.train(), feats, lengths, inputs)
+    check_modality_dropout(net, feats, lengths, inputs)
 
 
 def test_shipped_config_builds_and_runs():

@@ -16,6 +16,9 @@ from sertk import models
 from sertk.errors import SertkError
 from sertk.models.rajan_self_cross import RajanSelfCross
 from tests.model_checks import check_forward_backward, check_padding_invariance
+from tests.multimodal_checks import check_invariance as _check_invariance
+from tests.multimodal_checks import forward_backward as _forward_backward
+from tests.multimodal_checks import one_thread as _one_thread  # noqa: F401 (autouse)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT, VIDEO = "text", "feats_video.scp"
@@ -27,14 +30,6 @@ SMALL = {"gru_hidden": 4, "heads": 2, "audio_max_len": 12, "audio_conv_len": 5,
 NO_CONV = {"audio_max_len": None, "audio_conv_len": None, "video_max_len": None,
            "video_conv_len": None}
 TRI = ("audio", "text", "video")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; small models run faster this way
-    yield
-    torch.set_num_threads(n)
 
 
 def _net(modalities=TRI, **conf) -> RajanSelfCross:
@@ -57,46 +52,6 @@ def _batch(b: int = 3, seed: int = 1):
         tokens[i, t_len[i]:] = 0
         video[i, v_len[i]:] = 0.0
     return feats, a_len, {TEXT: (tokens, t_len), VIDEO: (video, v_len)}
-
-
-def _pad_more(x: torch.Tensor, lengths: torch.Tensor, extra: int) -> torch.Tensor:
-    """``x`` with ``extra`` more steps; garbage beyond each length (random token ids for
-    text, large values for frames)."""
-    shape = (x.shape[0], x.shape[1] + extra, *x.shape[2:])
-    tokens = x.dtype == torch.long
-    big = torch.randint(1, VOCAB, shape) if tokens else torch.full(shape, 1e3)
-    for i, n in enumerate(lengths.tolist()):
-        big[i, :n] = x[i, :n]
-    return big
-
-
-def _forward_backward(net, feats, lengths, inputs):
-    net.train()
-    out = net(feats, lengths, inputs)
-    assert out.shape == (feats.shape[0], CLASSES)
-    out.logsumexp(-1).mean().backward()
-    bad = [n for n, p in net.named_parameters()
-           if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
-    assert not bad, f"no or non-finite gradient: {bad[:5]}"
-
-
-def _check_invariance(net, feats, lengths, inputs, modality: str, extra: int = 9):
-    """Eval mode: the outputs are the same in the batch, in a batch whose ``modality`` input
-    has ``extra`` more (garbage) padded steps, and for each utterance alone."""
-    net.eval()
-    with torch.no_grad():
-        batched = net(feats, lengths, inputs)
-        if modality == "audio":
-            padded = net(_pad_more(feats, lengths, extra), lengths, inputs)
-        else:
-            table = {"text": TEXT, "video": VIDEO}[modality]
-            x, n = inputs[table]
-            padded = net(feats, lengths, {**inputs, table: (_pad_more(x, n, extra), n)})
-        torch.testing.assert_close(padded, batched, atol=1e-5, rtol=1e-5)
-        for i in range(feats.shape[0]):
-            alone = {k: (x[i:i + 1, :n[i]], n[i:i + 1]) for k, (x, n) in inputs.items()}
-            out = net(feats[i:i + 1, :lengths[i]], lengths[i:i + 1], alone)
-            torch.testing.assert_close(out[0], batched[i], atol=1e-5, rtol=1e-5)
 
 
 # ---------------------------------------------------------------- multimodal
