@@ -61,7 +61,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sertk.errors import SertkError
@@ -72,7 +71,8 @@ from sertk.models.layers.multimodal import (
     VIDEO_TABLE,
     check_modalities,
     gather_inputs,
-    input_tables,
+    modality_tables,
+    prepare_sequence,
 )
 from sertk.models.layers.multimodal import input_sizes as all_input_sizes
 from sertk.models.layers.stacked_lstm import run_packed
@@ -114,15 +114,8 @@ class GRUEncoder(nn.Module):
         self.gru = nn.GRU(in_dim, hidden, batch_first=True)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Encoded:
-        lengths = lengths.to(x.device)
-        if self.max_len is not None:
-            x = x[:, :self.max_len]
-        mask = lengths_to_mask(lengths.clamp(max=x.shape[1]), x.shape[1])
-        if self.embedding is not None:
-            x = self.embedding(x.masked_fill(~mask, 0))
-        x = self.dropout(x.masked_fill(~mask.unsqueeze(-1), 0.0))
-        x = F.pad(x, (0, 0, 0, max(0, 1 - x.shape[1])))  # an empty sequence: one zero frame
-        lengths = lengths.clamp(1, x.shape[1])
+        x, lengths, mask = prepare_sequence(x, lengths, self.max_len, self.embedding)
+        x = self.dropout(x)
         states, last = run_packed(self.gru, x, lengths)
         return states, last, lengths_to_mask(lengths, x.shape[1])
 
@@ -148,8 +141,7 @@ class AMH(nn.Module):
     def input_tables_for(conf: dict | None) -> dict[str, str]:
         """The extra input tables of a config and their kinds: ``text`` (``tokens``) and
         ``feats_video.scp`` (``feats``) when those modalities are used."""
-        return input_tables(check_modalities(NAME, (conf or {}).get("modalities",
-                                                                   DEFAULT_MODALITIES)))
+        return modality_tables(NAME, conf, DEFAULT_MODALITIES)
 
     def __init__(self, input_dim: int, num_classes: int,
                  input_sizes: dict[str, int] | None = None,

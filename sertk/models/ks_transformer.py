@@ -82,7 +82,6 @@ from sertk.errors import SertkError
 from sertk.models.layers import (
     ModalityDropout,
     key_padding_mask,
-    lengths_to_mask,
     masked_max,
     masked_mean,
 )
@@ -91,7 +90,8 @@ from sertk.models.layers.multimodal import (
     TEXT_TABLE,
     check_modalities,
     gather_inputs,
-    input_tables,
+    modality_tables,
+    prepare_sequence,
 )
 from sertk.models.layers.multimodal import input_sizes as all_input_sizes
 from sertk.models.layers.positions import sinusoidal_positions
@@ -132,16 +132,7 @@ class ModalityEncoder(nn.Module):
                 enable_nested_tensor=False)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Encoded:
-        lengths = lengths.to(x.device)
-        if self.max_len is not None:
-            x = x[:, :self.max_len]
-        mask = lengths_to_mask(lengths.clamp(max=x.shape[1]), x.shape[1])
-        if self.embedding is not None:
-            x = self.embedding(x.masked_fill(~mask, 0))
-        x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
-        if x.shape[1] == 0:  # an empty sequence: one zero step
-            x = x.new_zeros(x.shape[0], 1, x.shape[2])
-        mask = lengths_to_mask(lengths.clamp(1, x.shape[1]), x.shape[1])
+        x, lengths, mask = prepare_sequence(x, lengths, self.max_len, self.embedding)
         h = self.proj(x)
         if self.positions:
             h = h + sinusoidal_positions(h.shape[1], h.shape[2], h.device).to(h.dtype)
@@ -224,8 +215,7 @@ class KSTransformer(nn.Module):
     def input_tables_for(conf: dict | None) -> dict[str, str]:
         """The extra input tables of a config and their kinds: ``text`` (``tokens``) when
         text is among the modalities."""
-        return input_tables(check_modalities(NAME, (conf or {}).get("modalities", MODALITIES),
-                                             allowed=MODALITIES))
+        return modality_tables(NAME, conf, MODALITIES, MODALITIES)
 
     def __init__(self, input_dim: int, num_classes: int,
                  input_sizes: dict[str, int] | None = None,

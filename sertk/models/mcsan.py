@@ -76,7 +76,7 @@ from sertk.models.layers.multimodal import (
     TEXT_TABLE,
     check_modalities,
     gather_inputs,
-    input_tables,
+    modality_tables,
 )
 from sertk.models.layers.multimodal import input_sizes as all_input_sizes
 from sertk.models.layers.pooling import masked_max
@@ -222,9 +222,7 @@ class MCSAN(nn.Module):
     def input_tables_for(conf: dict | None) -> dict[str, str]:
         """The extra input tables of a config and their kinds: ``text`` (``tokens``) when the
         text modality is used."""
-        return input_tables(check_modalities(NAME, (conf or {}).get("modalities",
-                                                                   DEFAULT_MODALITIES),
-                                             allowed=ALLOWED))
+        return modality_tables(NAME, conf, DEFAULT_MODALITIES, ALLOWED)
 
     def __init__(self, input_dim: int, num_classes: int,
                  input_sizes: dict[str, int] | None = None,

@@ -82,7 +82,7 @@ from sertk.models.layers.multimodal import (
     VIDEO_TABLE,
     check_modalities,
     gather_inputs,
-    input_tables,
+    modality_tables,
 )
 from sertk.models.layers.multimodal import input_sizes as all_input_sizes
 from sertk.models.layers.stacked_lstm import run_packed
@@ -153,8 +153,7 @@ class RajanSelfCross(nn.Module):
     def input_tables_for(conf: dict | None) -> dict[str, str]:
         """The extra input tables of a config and their kinds: ``text`` (``tokens``) and
         ``feats_video.scp`` (``feats``) when those modalities are used."""
-        return input_tables(check_modalities(NAME, (conf or {}).get("modalities",
-                                                                   DEFAULT_MODALITIES)))
+        return modality_tables(NAME, conf, DEFAULT_MODALITIES)
 
     def __init__(self, input_dim: int, num_classes: int,
                  input_sizes: dict[str, int] | None = None,

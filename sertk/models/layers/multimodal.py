@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from sertk.errors import SertkError
+from sertk.models.layers.masking import lengths_to_mask
 
 MODALITIES = ("audio", "text", "video")
 TEXT_TABLE = "text"
@@ -67,3 +68,30 @@ def gather_inputs(model: str, modalities: Sequence[str], feats: torch.Tensor,
                              f"{', '.join(modalities)})")
         out[m] = inputs[table]
     return out
+
+
+def modality_tables(model: str, conf: dict | None, default: Sequence[str],
+                    allowed: Sequence[str] = MODALITIES) -> dict[str, str]:
+    """A model's ``input_tables_for``: the tables of its configured (or default) modalities."""
+    return input_tables(check_modalities(model, (conf or {}).get("modalities", default),
+                                         allowed))
+
+
+def prepare_sequence(x: torch.Tensor, lengths: torch.Tensor, max_len: int | None = None,
+                     embedding: torch.nn.Module | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One modality's padded input for an encoder: cut to ``max_len`` steps, token ids
+    embedded (padded ids read as 0), padding zeroed; an empty sequence (no word, no face
+    found) is one zero step. Returns ``(x [B, T', D], lengths in [1, T'], mask [B, T'])``."""
+    lengths = lengths.to(x.device)
+    if max_len is not None:
+        x = x[:, :max_len]
+    mask = lengths_to_mask(lengths.clamp(max=x.shape[1]), x.shape[1])
+    if embedding is not None:
+        x = embedding(x.masked_fill(~mask, 0))
+    x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+    if x.shape[1] == 0:
+        x = x.new_zeros(x.shape[0], 1, x.shape[2])
+    lengths = lengths.clamp(1, x.shape[1])
+    return x, lengths, lengths_to_mask(lengths, x.shape[1])
+
