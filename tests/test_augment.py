@@ -84,6 +84,8 @@ def test_augmented_data_dirs_and_dump(corpus, noise_dirs, tmp_path):
     u = base.utts[0]
     assert d.utt2spk[f"sp0.9-{u}"] == f"sp0.9-{base.utt2spk[u]}"
     assert d.utt2emo[f"sp1.1-{u}"] == base.utt2emo[u]
+    # the copies form a copy of each conversation, so their contexts are copies too
+    assert d.table("utt2dialog")[f"sp0.9-{u}"] == "sp0.9-" + base.table("utt2dialog")[u]
     assert validate(sp, check_audio=False) == []
     noisy = augment(corpus, tmp_path / "noise", "noise", source=noise_dirs / "music",
                     snrs=[0, 5, 10], prefix="music", seed=3)
@@ -101,6 +103,11 @@ def test_augmented_data_dirs_and_dump(corpus, noise_dirs, tmp_path):
     assert rep.num_utts == 7 * len(base.utts)
     feats = kaldiio.load_scp(str(tmp_path / "dump" / "feats.scp"))
     np.testing.assert_array_equal(feats[f"sp1.0-{u}"], feats[u])
+    prev = read_table(tmp_path / "dump" / "feats_prev_other.scp")
+    own = {k: v for k, v in prev.items() if k.startswith("sp0.9-") and v != "-"}
+    scp = read_table(tmp_path / "dump" / "feats.scp")
+    assert own and all(v in {scp[x] for x in scp if x.startswith("sp0.9-")}
+                       for v in own.values())
     n, n09 = feats[u].shape[0], feats[f"sp0.9-{u}"].shape[0]
     assert n09 == pytest.approx(n / 0.9, abs=3)
     assert not np.allclose(feats[f"music0-{u}"], feats[u])

@@ -115,6 +115,8 @@ def augment(src: str | Path, dst: str | Path, kind: str, factors: list[float] | 
                     value = f"{pre}{reco} {start} {end}"
                 elif name == "utt2dur" and kind == "speed":
                     value = f"{float(value) / op['factor']:.3f}"
+                elif name == "utt2dialog":  # the copies form a copy of the conversation
+                    value = f"{pre}{value}"
                 tables.setdefault(name, {})[umap[utt]] = value
             if segments is None:
                 wav[umap[utt]] = d.wav_scp[utt]
