@@ -106,6 +106,21 @@ def context(dump_dir: Path) -> None:
 
 
 @app.command()
+def conversation(data_dir: Path, out_dir: Path,
+                 embeddings: list[Path] = typer.Option(..., "--embeddings",
+                                                       help="embedding scp (sertk embed); "
+                                                            "repeat for each modality")
+                 ) -> None:
+    """Write OUT_DIR: per utterance, the embeddings of every turn of its dialogue (utt2dialog)
+    in DATA_DIR, side by side, plus a column marking its own turn (leaf_mmt stages 3-4)."""
+    from sertk.data.conversation import write_conversation_dir
+
+    rep = write_conversation_dir(data_dir, list(embeddings), out_dir)
+    typer.echo(f"{out_dir}: {rep.utts} utterances in {rep.dialogs} conversations "
+               f"({rep.outside_dialogs} outside any dialogue, alone), dim {rep.dim}")
+
+
+@app.command()
 def folds(data_dir: Path, out_dir: Path,
           test_speakers: Path = typer.Option(None, help="lines 'FOLD SPK SPK ...': the test "
                                                         "speakers of each fold"),

@@ -129,6 +129,21 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{out_dir}: {len(hyp)} utterances")
 
     @app.command()
+    def embed(model: Path = typer.Option(..., help="experiment dir or packed model.zip"),
+              data: Path = typer.Option(..., help="dump directory (feats.scp)"),
+              out_dir: Path = typer.Option(..., help="embeddings.ark/scp go here"),
+              device: str = typer.Option("cpu"), batch_size: int = typer.Option(32),
+              progress: bool = typer.Option(True)) -> None:
+        """Utterance embeddings of a staged model's stage (e.g. leaf_mmt audio/text), the
+        input of its next stage (`sertk data conversation`)."""
+        from sertk.infer.embed import write_embeddings
+        from sertk.infer.packed import load_packed
+
+        n = write_embeddings(load_packed(model, device), data, out_dir, device, batch_size,
+                             progress)
+        typer.echo(f"{out_dir}/embeddings.scp: {n} utterances")
+
+    @app.command()
     def pack(exp: Path = typer.Option(..., help="trained experiment directory"),
              out: Path = typer.Option(..., help="output model.zip")) -> None:
         """Pack config, labels, CMVN, front end and weights into one zip for `sertk infer`."""

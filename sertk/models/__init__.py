@@ -25,6 +25,7 @@ from sertk.models import (  # noqa: F401  (register models)
     daae,
     hnsd,
     ks_transformer,
+    leaf_mmt,
     light_sernet,
     listener_adaptive,
     maec,
