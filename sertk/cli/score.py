@@ -1,4 +1,5 @@
-"""``sertk score`` (one test set or folds aggregated) and ``sertk predict``."""
+"""``sertk score`` (one test set or folds aggregated), ``sertk predict``, ``sertk pack`` and
+``sertk pack-info``."""
 
 from __future__ import annotations
 
@@ -145,12 +146,33 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def pack(exp: Path = typer.Option(..., help="trained experiment directory"),
-             out: Path = typer.Option(..., help="output model.zip")) -> None:
-        """Pack config, labels, CMVN, front end and weights into one zip for `sertk infer`."""
+             out: Path = typer.Option(..., help="output model.zip"),
+             corpus: str = typer.Option(None, help="training corpus name for the manifest "
+                                                   "(default: from egs/<corpus>/ in the paths)")
+             ) -> None:
+        """Pack config, labels, CMVN, front end and weights into one zip for `sertk infer`,
+        with a manifest.json (checksums and metadata; see `sertk pack-info`)."""
         from sertk.infer.packed import load_packed
         from sertk.infer.packed import pack as run
 
-        run(exp, out)
+        run(exp, out, corpus=corpus)
         pm = load_packed(out)
         typer.echo(f"{out}: {pm.config['model']['name']}, {len(pm.labels)} classes "
                    f"({' '.join(pm.labels)}), features {pm.feats.name}")
+
+    @app.command("pack-info")
+    def pack_info(model: Path = typer.Argument(..., help="packed model.zip, experiment dir, "
+                                                         "or the name of a shipped model"),
+                  as_json: bool = typer.Option(False, "--json", help="print one JSON object")
+                  ) -> None:
+        """What a packed model is (sertk version, classes, front end, training corpus,
+        results) and its members with sizes and checksum status; exits 1 if a member does not
+        match the pack's manifest.json."""
+        from sertk.infer.manifest import format_info, info, problem_message
+        from sertk.infer.packed import resolve_model
+
+        path = resolve_model(model)
+        res = info(path)
+        typer.echo(json.dumps(res, indent=2) if as_json else format_info(res))
+        if res["problems"]:
+            raise SertkError(problem_message(path, res["problems"]))

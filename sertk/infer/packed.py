@@ -29,6 +29,7 @@ from safetensors.torch import load as load_safetensors
 from sertk.errors import SertkError
 from sertk.features.cmvn import norm_vars_of
 from sertk.features.registry import FeatureConfig
+from sertk.infer.manifest import verify, write_manifest
 from sertk.models.classifier import EmotionClassifier, members_of
 from sertk.models.registry import MODELS
 from sertk.text.tokenizer import Tokenizer
@@ -103,8 +104,11 @@ def _pack_config(exp_dir: Path, config: dict[str, Any]) -> tuple[dict[str, Any],
     return {**config, "model": {**mcfg, "conf": new}}, tokenizer
 
 
-def pack(exp_dir: str | Path, out: str | Path, extra: list[str | Path] | None = None) -> Path:
-    """Zip the files of a trained experiment directory into ``out``."""
+def pack(exp_dir: str | Path, out: str | Path, extra: list[str | Path] | None = None,
+         corpus: str | None = None) -> Path:
+    """Zip the files of a trained experiment directory into ``out``, with a ``manifest.json``
+    (checksums and metadata, :mod:`sertk.infer.manifest`; ``corpus``: the training corpus's
+    name when the experiment's path does not tell)."""
     exp_dir, out = Path(exp_dir), Path(out)
     missing = [n for n in REQUIRED if not (exp_dir / n).is_file()]
     if missing:
@@ -126,6 +130,7 @@ def pack(exp_dir: str | Path, out: str | Path, extra: list[str | Path] | None = 
         for path in extra or []:
             zf.write(path, Path(path).name)
         zf.writestr("meta.json", json.dumps({"format": "sertk-packed-model", "version": 1}))
+    write_manifest(out, exp_dir, corpus)  # last: it lists every other member
     return out
 
 
@@ -154,6 +159,7 @@ def _read_members(path: Path) -> dict[str, bytes]:
     if path.is_dir():
         return {n: (path / n).read_bytes() for n in REQUIRED if (path / n).is_file()}
     try:
+        verify(path)  # against manifest.json; a pack without one is loaded with a warning
         with zipfile.ZipFile(path) as zf:
             return {n: zf.read(n) for n in REQUIRED if n in zf.namelist()}
     except zipfile.BadZipFile:
