@@ -33,6 +33,7 @@ stop_stage=5            # last stage to run
 nj=4                    # parallel jobs for the feature dump
 ngpu=0                  # GPUs for training; > 1 runs torchrun with NCCL
 nproc=1                 # CPU training processes when ngpu = 0; > 1 runs torchrun with gloo
+num_nodes=""            # N: training on N Slurm nodes, srun + torchrun (bin/srun_torchrun.sh)
 fold_jobs=1             # folds trained side by side (CPU threads shared equally)
 folds=""                # folds to run (default: every DATADIR/folds/*)
 feats_config=conf/feats/fbank80.yaml
@@ -71,6 +72,7 @@ help_message="Usage: $0 [options]
   --folds 'fold1 fold2'        folds to run (default: all under \$datadir/folds)
   --nj N                       feature dump jobs (default $nj)
   --ngpu N | --nproc N         DDP training on N GPUs / N CPU processes
+  --num_nodes N                ... on each of N Slurm nodes (srun + torchrun; docs/cluster.md)
   --fold_jobs N                folds trained side by side (e.g. 2 on a 2-core CPU)
   --feats_config FILE          feature config (default $feats_config)
   --train_config FILE          model + training config (default $train_config)
@@ -233,7 +235,10 @@ fi
 # how training runs (stages 3 and 6): alone, or torchrun DDP over GPUs or CPU processes
 # (--standalone: a free rendezvous port each, so --fold_jobs can run several side by side)
 launcher="sertk"
-if [ "$ngpu" -gt 1 ]; then
+if [ -n "$num_nodes" ]; then  # srun: one torchrun per node, rendezvous on the first node
+  launcher="srun_torchrun.sh --num_nodes $num_nodes --nproc_per_node $((ngpu > 0 ? ngpu : nproc))"
+  launcher+=" --gpus_per_node $ngpu -m sertk.cli.main"
+elif [ "$ngpu" -gt 1 ]; then
   launcher="torchrun --standalone --nproc_per_node $ngpu -m sertk.cli.main"
 elif [ "$ngpu" -eq 0 ] && [ "$nproc" -gt 1 ]; then
   launcher="torchrun --standalone --nproc_per_node $nproc -m sertk.cli.main"
@@ -363,6 +368,10 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   done
   sertk score "${results[@]}" --out-dir "$exp_root/decode_test" \
     --markdown "$exp_root/RESULTS.md" --command "$run_cmd" --title "$tag"
+  # training curves of every fold in one figure (each fold's own: <fold>/curves.png)
+  # shellcheck disable=SC2046
+  sertk plot curves $(for f in $(list_folds); do echo "$exp_root/$f"; done) \
+    --out "$exp_root/curves.png" --title "$tag" >&2
   if [ ${#listener_results[@]} -gt 0 ]; then
     { echo; echo "Listener-adaptive model (bin/score_listeners.py, per fold in" \
         "<fold>/decode_test/listeners.json):"; echo
