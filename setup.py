@@ -31,12 +31,14 @@ setup(
         "sentencepiece>=0.2",  # sertk tokenizer (transcripts -> units for CTC / text models)
         "av>=12",  # PyAV (bundled FFmpeg): audio of video-clip corpora (egs/meld)
         "scikit-learn>=1.3",  # SVR late fusion (sertk/fusion_svr.py, bin/svr_fusion.py)
+        "onnx>=1.17",  # sertk export --format onnx
+        "onnxruntime>=1.20",  # sertk infer --backend onnxruntime
     ],
     extras_require={
         "opensmile": ["opensmile>=2.5"],
         # kaldi-native-fbank and transformers are independent references for the tests
         "test": ["pytest>=7", "scikit-learn>=1.3", "ruff>=0.5", "opensmile>=2.5",
-                 "kaldi-native-fbank>=1.20", "transformers>=4.40"],
+                 "kaldi-native-fbank>=1.20", "transformers>=4.40", "tensorboard>=2.14"],
     },
     entry_points={"console_scripts": ["sertk=sertk.cli.main:main"]},
 )

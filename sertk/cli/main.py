@@ -16,7 +16,20 @@ app = typer.Typer(help="sertk: speech emotion recognition toolkit (Kaldi/ESPnet-
 
 
 def _register() -> None:
-    from sertk.cli import data, feats, infer, meta, models, pretrain, score, tokenizer, train
+    from sertk.cli import (
+        bench,
+        data,
+        export,
+        feats,
+        infer,
+        meta,
+        models,
+        plot,
+        pretrain,
+        score,
+        tokenizer,
+        train,
+    )
 
     app.add_typer(data.app, name="data")
     app.add_typer(feats.app, name="feats")
@@ -27,6 +40,9 @@ def _register() -> None:
     score.register(app)
     infer.register(app)
     meta.register(app)
+    export.register(app)
+    app.add_typer(plot.app, name="plot")
+    bench.register(app)
 
 
 _register()
