@@ -10,6 +10,12 @@
 # Every argument reaches COMMAND as it was given (JSON, globs and spaces included), except the
 # shell operators | || && ; < > >> 2>&1 passed as arguments of their own (escaped on the command
 # line, `\|`, as in Kaldi), which join commands into a pipeline.
+# Each job runs in a process group of its own (setsid). When the launcher is told to stop
+# (SIGTERM from `kill` or a cluster, SIGINT from Ctrl-C, SIGHUP), it sends SIGTERM to every
+# running job's whole process group (the command, its children and grandchildren; SIGTERM even
+# on Ctrl-C, since background jobs ignore SIGINT), SIGKILL to what is left after a grace period
+# (LAUNCH_KILL_GRACE seconds, default 5), notes the kill in each job's log, and dies of the
+# signal it received (exit status 128+N).
 set -u
 max_jobs=0
 if [ "${1:-}" = "--max-jobs-run" ]; then max_jobs=$2; shift 2; fi
@@ -32,18 +38,45 @@ for arg in "$@"; do
 done
 cmd=${cmd% }
 pids=(); logs=()
+# one job: header, the command, footer with its exit status (args: LOG COMMAND)
+job_body='start=$(date +%s)
+{ echo "# $2"; echo "# started at $(date)"; } > "$1"
+bash -c "$2" >> "$1" 2>&1
+rc=$?
+echo "# ended (exit $rc) at $(date), elapsed $(( $(date +%s) - start )) s" >> "$1"
+exit $rc'
+if command -v setsid >/dev/null; then new_group="setsid -w"; else new_group=""; set -m; fi
+
+groups_alive() {  # any process left in the jobs' process groups?
+  local p
+  for p in "${pids[@]}"; do kill -0 -- "-$p" 2>/dev/null && return 0; done
+  return 1
+}
+
+stop_jobs() {  # stop_jobs SIGNAL NUMBER: end every job's process group, then die of SIGNAL
+  local sig=$1 num=$2 p i t grace=${LAUNCH_KILL_GRACE:-5}
+  trap '' INT TERM HUP
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
+  for ((t = 0; t < grace * 10; t++)); do groups_alive || break; sleep 0.1; done
+  for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
+  for i in "${!logs[@]}"; do
+    tail -n 1 "${logs[$i]}" 2>/dev/null | grep -q '^# ended' ||
+      echo "# killed: launcher received SIG$sig at $(date)" >> "${logs[$i]}"
+  done
+  echo "$0: received SIG$sig: stopped ${#pids[@]} job(s) and their processes" >&2
+  trap - "$sig"
+  kill -"$sig" $$
+  exit $((128 + num))
+}
+trap 'stop_jobs INT 2' INT
+trap 'stop_jobs TERM 15' TERM
+trap 'stop_jobs HUP 1' HUP
+
 for ((j = first; j <= last; j++)); do
   this_log=$log; this_cmd=$cmd
   if [ -n "$var" ]; then this_log=${log//$var/$j}; this_cmd=${cmd//$var/$j}; fi
   mkdir -p "$(dirname "$this_log")"
-  (
-    start=$(date +%s)
-    { echo "# $this_cmd"; echo "# started at $(date)"; } > "$this_log"
-    bash -c "$this_cmd" >> "$this_log" 2>&1
-    rc=$?
-    echo "# ended (exit $rc) at $(date), elapsed $(( $(date +%s) - start )) s" >> "$this_log"
-    exit $rc
-  ) &
+  $new_group bash -c "$job_body" job "$this_log" "$this_cmd" &
   pids+=($!); logs+=("$this_log")
   if [ "$max_jobs" -gt 0 ]; then
     while [ "$(jobs -rp | wc -l)" -ge "$max_jobs" ]; do wait -n || true; done

@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
         """Learn an initialisation on --source corpora, fine-tune it on the target; EXP is a
         normal experiment directory (sertk predict / pack)."""
         from sertk.config import apply_overrides, load_yaml
+        from sertk.train.lock import exp_lock
         from sertk.train.meta import resolve_method
         from sertk.train.meta import train_meta as run
 
@@ -44,8 +45,9 @@ def register(app: typer.Typer) -> None:
         method = method or next((o.split("=", 1)[1] for o in override
                                  if o.startswith("method=")), None)
         cfg = apply_overrides(resolve_method(load_yaml(config), method), [*extra, *override])
-        res = run(cfg, source, target_train, target_valid, exp, device=device,
-                  progress=progress)
+        with exp_lock(exp):  # EXP/.lock: one run per experiment directory
+            res = run(cfg, source, target_train, target_valid, exp, device=device,
+                      progress=progress)
         if target_valid is None:
             typer.echo(f"{res['pretrain']['method']}: fine-tuned {res['best_epoch']} epochs "
                        f"without a validation set; model: {exp / 'model.safetensors'}")

@@ -26,10 +26,12 @@ def cpc(data: Path = typer.Option(..., help="data dir: its wav.scp (and segments
     OUT/cpc.safetensors is a `cpc` model's init_checkpoint."""
     from sertk.config import apply_overrides, load_yaml
     from sertk.pretrain.cpc import pretrain
+    from sertk.train.lock import exp_lock
 
     if config is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG
     cfg = apply_overrides(load_yaml(config) if config else {}, override or [])
-    row = pretrain(data, out, cfg, device=device, progress=progress)
+    with exp_lock(out):  # OUT/.lock: one run per output directory
+        row = pretrain(data, out, cfg, device=device, progress=progress)
     typer.echo(f"CPC: {row['epoch']} epochs, last loss {row['loss']:.4f}, accuracy "
                f"{row['accuracy']:.3f}; weights: {out / 'cpc.safetensors'}")

@@ -3,13 +3,17 @@
 The data directory is split into ``nj`` parts; each job reads its audio, computes the front end
 and writes ``DUMP/data/feats.JOB.ark`` with kaldiio, logging to ``DUMP/log/dump.JOB.log``. The
 merged ``DUMP/feats.scp`` and ``utt2num_frames`` sit beside copies of the data directory's
-tables, so the dump directory is itself a data directory.
+tables, so the dump directory is itself a data directory. A table never points into a partial
+ark: a job's scp appears once its ark is complete and synced to disk, the merged ``feats.scp``
+(removed when a dump starts) once every job is; a full disk stops the dump with one error
+naming the file (``no space left on device writing ...``).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sertk.atomic import fsync_file, is_enospc, no_space_error
 from sertk.config import load_yaml, save_yaml
 from sertk.data.audio import load_audio
 from sertk.data.datadir import UTT_TABLES, DataDir, validate, write_utt2spk
@@ -84,6 +89,25 @@ def _job(job: int, items: list[tuple[str, str, float, float | None, str | None]]
          cfg_dict: dict,
          ark: str, scp: str, log_file: str, skip_bad: bool, counter=None
          ) -> tuple[int, list[str]]:
+    """One dump job. Its scp appears only once its ark is complete and on disk; a full disk
+    is one clear error naming the ark."""
+    tmp_scp = f"{scp}.tmp"
+    try:
+        res = _write_job(job, items, cfg_dict, ark, tmp_scp, log_file, skip_bad, counter)
+        fsync_file(ark)
+        os.replace(tmp_scp, scp)
+        return res
+    except OSError as exc:
+        if is_enospc(exc):
+            raise no_space_error(ark) from exc
+        raise
+    finally:
+        Path(tmp_scp).unlink(missing_ok=True)
+
+
+def _write_job(job: int, items: list[tuple[str, str, float, float | None, str | None]],
+               cfg_dict: dict, ark: str, scp: str, log_file: str, skip_bad: bool, counter=None
+               ) -> tuple[int, list[str]]:
     counter = counter if counter is not None else _COUNTER
     cfg = FeatureConfig.from_dict(cfg_dict)
     frontend = build_frontend(cfg)
@@ -145,6 +169,8 @@ def dump(data_dir: str | Path, dump_dir: str | Path, cfg: FeatureConfig, nj: int
                      str(dump_dir / "log" / f"dump.{j + 1}.log"), skip_bad))
     log.info("dumping %s features for %d utterances of %s with %d jobs (logs: %s/log/dump.*.log)",
              cfg.name, len(utts), data_dir, nj, dump_dir)
+    for old in ("feats.scp", "utt2num_frames", "feat_dim"):  # they point into the arks
+        (dump_dir / old).unlink(missing_ok=True)             # about to be rewritten
     skipped = _run_jobs(jobs, len(utts), progress)
 
     scp: dict[str, str] = {}
@@ -152,7 +178,12 @@ def dump(data_dir: str | Path, dump_dir: str | Path, cfg: FeatureConfig, nj: int
     for j in range(1, nj + 1):
         scp.update(read_table(dump_dir / "data" / f"feats.{j}.scp", 2, 2))
         shapes.update(read_table(dump_dir / "data" / f"feats.{j}.shape", 3, 3))
-    _write_dump_dir(d, dump_dir, scp, shapes, cfg)
+    try:
+        _write_dump_dir(d, dump_dir, scp, shapes, cfg)
+    except OSError as exc:
+        if is_enospc(exc):
+            raise no_space_error(f"the tables of {dump_dir}") from exc
+        raise
     report = DumpReport(num_utts=len(scp), skipped=skipped)
     report.num_frames = sum(int(v.split()[0]) for v in shapes.values())
     report.dim = int((dump_dir / "feat_dim").read_text())

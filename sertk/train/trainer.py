@@ -4,9 +4,12 @@ Per epoch: training batches (uniformly shuffled, or length-bucketed with ``bucke
 with padding masks, optional augmentation, AMP on GPU, gradient clipping; validation (UA, WA,
 macro-F1, loss) summed over ranks; a metrics CSV row and a log line. The model kept at the end
 is chosen by ``select``: the ``best`` validation UA, the ``last`` epoch, or the ``average`` of
-the last epochs' weights. ``resume`` restarts from ``EXP/checkpoints/last.pt``. Randomness is
-reseeded from ``seed`` at every epoch, so a resumed run continues as the uninterrupted one
-would.
+the last epochs' weights. ``resume`` restarts from ``EXP/checkpoints/last.pt`` (from
+``last.prev.pt`` when a crash left it unreadable). Randomness is reseeded from ``seed`` at every
+epoch and the generators' states travel in ``last.pt``, so a resumed run, even after a kill -9,
+continues as the uninterrupted one would, to the same bits. ``last.pt`` is written last in an
+epoch (after the ``metrics.csv`` row; every file crash-safely) and a resume drops the rows of
+later epochs. ``EXP/.lock`` keeps a second run out of a directory in use (:mod:`.lock`).
 
 ``task: dimensional`` (top level of the config) trains regression of the ``utt2dim`` columns
 (``dims`` names them; default arousal valence dominance) with the ``ccc`` or ``mse`` loss;
@@ -22,6 +25,7 @@ The experiment directory ends up self-contained for ``sertk predict`` and ``sert
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import random
 import shutil
@@ -34,10 +38,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
+from sertk.atomic import atomic_write, atomic_write_text
 from sertk.augment import Batch, build_augment
 from sertk.config import save_yaml
 from sertk.data.datadir import DataDir
@@ -50,11 +55,17 @@ from sertk.logging_utils import setup_logging
 from sertk.losses import build_loss
 from sertk.models.classifier import EmotionClassifier, aux_kinds, input_tables, members_of
 from sertk.train.checkpoint import (
-    load_state,
+    load_last_state,
     load_weights,
+    prev_path,
+    restore_rng_state,
+    rng_state,
     save_state,
+    save_tensors,
     save_weights,
+    truncate_metrics,
 )
+from sertk.train.curves import WaitTimer, record_epoch
 from sertk.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -63,6 +74,7 @@ from sertk.train.distributed import (
     init_distributed,
 )
 from sertk.train.evaluate import bn_init_residual, evaluate, evaluate_dims, recalibrate_bn
+from sertk.train.lock import lock_ranks
 from sertk.train.schedule import build_optimizer, build_scheduler
 from sertk.train.targets import TargetTable, build_targets, dim_names, dim_targets
 
@@ -76,7 +88,7 @@ DEFAULT_TRAIN = {"epochs": 30, "batch_size": 16, "max_frames": None, "crop_frame
                  "grad_clip": 5.0, "patience": None, "seed": 0, "num_workers": 0,
                  "amp": True, "channels_last": False, "valid_batch_size": 32}
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "valid_loss", "valid_WA", "valid_UA",
-              "valid_macro_F1", "seconds", "best"]
+              "valid_macro_F1", "seconds", "data_wait", "best"]
 TASKS = ("categorical", "dimensional")
 
 
@@ -86,7 +98,7 @@ def csv_fields(dims: list[str] | None) -> list[str]:
     if dims is None:
         return CSV_FIELDS
     return ["epoch", "lr", "train_loss", "valid_loss", "valid_CCC",
-            *[f"valid_CCC_{d}" for d in dims], "seconds", "best"]
+            *[f"valid_CCC_{d}" for d in dims], "seconds", "data_wait", "best"]
 
 
 def seed_everything(seed: int) -> None:
@@ -171,6 +183,7 @@ class Session:
     state: dict[str, Any] = field(default_factory=lambda: {
         "epoch": 0, "best_ua": -1.0, "best_epoch": 0, "bad_epochs": 0})
     best_metrics: dict[str, Any] = field(default_factory=dict)
+    data_wait: float = 0.0  # last epoch's fraction of training time blocked on the loader
 
 
 def train(cfg: dict[str, Any], train_dir: str | Path, valid_dir: str | Path | None,
@@ -189,9 +202,9 @@ def train(cfg: dict[str, Any], train_dir: str | Path, valid_dir: str | Path | No
             (exp / "checkpoints").mkdir(parents=True, exist_ok=True)
         barrier(info)
         setup_logging(exp / "train.log" if info.is_main else None, rank=info.rank)
-        return _train(cfg, Path(train_dir), Path(valid_dir) if valid_dir else None, exp,
-                      resume, cmvn_file,
-                      labels_file, info, progress)
+        with lock_ranks(exp, info):  # EXP/.lock: one run per experiment directory
+            return _train(cfg, Path(train_dir), Path(valid_dir) if valid_dir else None, exp,
+                          resume, cmvn_file, labels_file, info, progress)
     finally:
         cleanup(info)
 
@@ -395,26 +408,46 @@ def _build_session(cfg: dict[str, Any], tc: dict[str, Any], data: TrainData, exp
 
 
 def _resume_or_start(s: Session, resume: bool) -> None:
-    """Load ``last.pt`` (``resume``) or clear a previous run's outputs."""
+    """Load ``last.pt`` (``resume``; ``last.prev.pt`` when it is unreadable) or clear a
+    previous run's outputs."""
     last = s.exp / "checkpoints" / "last.pt"
-    if resume and last.is_file():
-        ck = load_state(last)
-        s.model.load_state_dict(ck["model"])
-        s.optimizer.load_state_dict(ck["optimizer"])
-        if s.scheduler is not None:
-            s.scheduler.load_state_dict(ck["scheduler"])
-        s.scaler.load_state_dict(ck["scaler"])
-        s.state = ck["state"]
-        log.info("resumed from %s after epoch %d (best %s %.4f at epoch %d)", last,
-                 s.state["epoch"], s.data.select_metric, s.state["best_ua"],
-                 s.state["best_epoch"])
-    elif resume:
+    found = load_last_state(last) if resume else None
+    if found is not None:
+        _load_session(s, *found)
+        return
+    if resume:
         log.warning("--resume given but %s does not exist; starting from scratch", last)
-    elif s.info.is_main:
-        for stale in (s.exp / "metrics.csv", s.exp / "checkpoints" / "best.safetensors"):
+    if s.info.is_main:
+        ckpt = s.exp / "checkpoints"
+        for stale in (s.exp / "metrics.csv", ckpt / "best.safetensors", last,
+                      prev_path(last), *ckpt.glob("epoch*.safetensors")):
             stale.unlink(missing_ok=True)
         if s.tc["save_initial"]:  # for `sertk models compare-weights` after training
             save_weights(s.model, s.exp / "checkpoints" / "initial.safetensors")
+
+
+def _load_session(s: Session, ck: dict[str, Any], path: Path) -> None:
+    """Continue from a saved state: weights, optimiser, scheduler, scaler, selection state
+    and random generators; the metrics rows and epoch weights of later (not checkpointed)
+    epochs of a killed run are dropped."""
+    s.model.load_state_dict(ck["model"])
+    s.optimizer.load_state_dict(ck["optimizer"])
+    if s.scheduler is not None:
+        s.scheduler.load_state_dict(ck["scheduler"])
+    s.scaler.load_state_dict(ck["scaler"])
+    s.state = ck["state"]
+    s.best_metrics = dict(ck.get("best_metrics") or {})
+    restore_rng_state(ck.get("rng"))
+    epoch = s.state["epoch"]
+    if s.info.is_main:
+        dropped = truncate_metrics(s.exp / "metrics.csv", epoch)
+        for f in (s.exp / "checkpoints").glob("epoch*.safetensors"):
+            if f.stem[5:].isdigit() and int(f.stem[5:]) > epoch:
+                f.unlink()
+        if dropped:
+            log.info("metrics.csv: dropped %d row(s) of epochs after %d", dropped, epoch)
+    log.info("resumed from %s after epoch %d (best %s %.4f at epoch %d)", path, epoch,
+             s.data.select_metric, s.state["best_ua"], s.state["best_epoch"])
 
 
 def _epoch_loader(s: Session, epoch: int) -> torch.utils.data.DataLoader:
@@ -435,10 +468,11 @@ def _train_epoch(s: Session, epoch: int, progress: bool) -> tuple[float, float]:
     seed, info = int(s.tc["seed"]), s.info
     torch.manual_seed(seed + 1000 * epoch + info.rank)
     gen = torch.Generator().manual_seed(seed + 7919 * epoch + info.rank)
-    loader = _epoch_loader(s, epoch)
+    timer = WaitTimer()
+    loader = timer.wrap(_epoch_loader(s, epoch))
     s.model.train()
     loss_sum, correct, seen = 0.0, 0, 0
-    bar = tqdm(loader, desc=f"epoch {epoch}/{s.tc['epochs']}",
+    bar = tqdm(loader, desc=f"epoch {epoch}/{s.tc['epochs']}", total=len(s.data.train_sampler),
                disable=not (progress and info.is_main), leave=False, unit="batch")
     for batch in bar:
         logits, target, loss = _train_step(s, batch, gen, epoch)
@@ -450,7 +484,9 @@ def _train_epoch(s: Session, epoch: int, progress: bool) -> tuple[float, float]:
         seen += n
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
     bar.close()
-    tot = all_reduce_sum(torch.tensor([loss_sum, correct, seen], dtype=torch.float64), info)
+    tot = all_reduce_sum(torch.tensor([loss_sum, correct, seen, timer.fraction],
+                                      dtype=torch.float64), info)
+    s.data_wait = float(tot[3]) / info.world_size  # mean over ranks
     return float(tot[0] / tot[2]), float(tot[1] / tot[2])
 
 
@@ -520,15 +556,17 @@ def _end_epoch(s: Session, epoch: int, lr: float, train_loss: float, train_acc: 
     else:
         s.state["bad_epochs"] += 1
     seconds = time.time() - t0
-    if s.info.is_main:
-        _save_epoch(s, epoch, improved)
-        _append_csv(exp / "metrics.csv", _csv_row(s, epoch, lr, train_loss, train_acc,
-                                                  metrics, seconds, improved),
+    if s.info.is_main:  # the metrics row first: last.pt, saved last, commits the epoch
+        row = _csv_row(s, epoch, lr, train_loss, train_acc, metrics, seconds, improved)
+        _append_csv(exp / "metrics.csv", row,
                     csv_fields(d.labels if d.dims is not None else None))
-        log.info("epoch %d/%d: train loss %.4f%s | valid loss %.4f %s | lr %.2e | %.1fs%s",
+        _save_epoch(s, epoch, improved)
+        record_epoch(exp, row)
+        log.info("epoch %d/%d: train loss %.4f%s | valid loss %.4f %s | lr %.2e | %.1fs "
+                 "(data wait %.0f%%)%s",
                  epoch, s.tc["epochs"], train_loss,
                  "" if d.dims is not None else f" acc {train_acc:.4f}", metrics["loss"],
-                 _metrics_text(metrics, d), lr, seconds,
+                 _metrics_text(metrics, d), lr, seconds, 100 * s.data_wait,
                  " *best*" if improved and d.valid_set is not None else "")
     barrier(s.info)
 
@@ -545,14 +583,16 @@ def _save_epoch(s: Session, epoch: int, improved: bool) -> None:
     save_state(ckpt / "last.pt", {
         "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
         "scheduler": s.scheduler.state_dict() if s.scheduler else None,
-        "scaler": s.scaler.state_dict(), "state": s.state})
+        "scaler": s.scaler.state_dict(), "state": s.state, "rng": rng_state(),
+        "best_metrics": {k: v for k, v in s.best_metrics.items()
+                         if isinstance(v, (int, float, str))}})
 
 
 def _csv_row(s: Session, epoch: int, lr: float, train_loss: float, train_acc: float,
              metrics: dict[str, Any], seconds: float, improved: bool) -> dict[str, Any]:
     row = {"epoch": epoch, "lr": f"{lr:.3e}", "train_loss": f"{train_loss:.4f}",
            "valid_loss": f"{metrics['loss']:.4f}", "seconds": f"{seconds:.1f}",
-           "best": int(improved)}
+           "data_wait": f"{s.data_wait:.3f}", "best": int(improved)}
     if s.data.dims is not None:
         names = ["CCC", *[f"CCC_{d}" for d in s.data.labels]]
     else:
@@ -588,7 +628,7 @@ def _export_best(s: Session) -> dict[str, Any]:
         best = s.exp / "checkpoints" / "best.safetensors"
         if not best.is_file():
             raise SertkError(f"no best checkpoint in {best.parent}; did any epoch run?")
-        shutil.copy(best, s.exp / "model.safetensors")
+        atomic_write(s.exp / "model.safetensors", partial(shutil.copyfile, best))
         log.info("best valid %s %.4f at epoch %d -> %s", s.data.select_metric,
                  s.state["best_ua"], s.state["best_epoch"], s.exp / "model.safetensors")
     return {"best_epoch": s.state["best_epoch"], "best_ua": s.state["best_ua"],
@@ -626,7 +666,7 @@ def _average_checkpoints(ckpt_dir: Path, last_n: int, out: Path) -> None:
     states = [load_file(str(f)) for f in files]
     avg = {k: (sum(st[k].double() for st in states) / len(states)).to(v.dtype)
            if v.is_floating_point() else v for k, v in states[-1].items()}
-    save_file(avg, str(out))
+    save_tensors(avg, out)
     log.info("averaged the weights of epochs %s", ", ".join(f.stem[5:] for f in files))
 
 
@@ -648,9 +688,15 @@ def _train_collate(items_aug, batch_crop: bool, dataset: FeatsDataset,
 
 
 def _append_csv(path: Path, row: dict[str, Any], fields: list[str]) -> None:
-    new = not path.is_file()
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    """Add a row, rewriting the file crash-safely (a kill never leaves half a row)."""
+    old = ""
+    if path.is_file():  # resuming a run: keep the columns its file already has
+        with path.open(newline="") as fh:
+            old = fh.read()
+        fields = next(csv.reader(io.StringIO(old)), None) or fields
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    if not old:
+        writer.writeheader()
+    writer.writerow(row)
+    atomic_write_text(path, old + buf.getvalue())
