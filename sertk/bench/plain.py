@@ -135,11 +135,11 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, args: argparse.Namespace, port: int) -> None:
-    import kaldiio
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
 
+    from sertk.data.ark import load_scp  # kaldiio's reader would unpickle PKL records
     from sertk.models.classifier import EmotionClassifier
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -148,7 +148,7 @@ def _ddp_worker(rank: int, args: argparse.Namespace, port: int) -> None:
     labels = dict(line.split() for line in args.utt2emo.read_text().splitlines())
     classes = sorted(set(labels.values()))
     data = [(torch.tensor(m), classes.index(labels[k]))
-            for k, m in kaldiio.load_scp(str(args.feats_scp)).items()]
+            for k, m in load_scp(args.feats_scp).items()]
     torch.manual_seed(0)
     model = EmotionClassifier("light_sernet", data[0][0].shape[1], len(classes),
                               json.loads(args.conf))

@@ -24,7 +24,8 @@ def validate(data_dir: Path, audio: bool = typer.Option(True, help="also open ev
     if problems:
         for p in problems:
             typer.echo(f"ERROR: {p}", err=True)
-        raise DataError(f"{data_dir}: {len(problems)} problem(s) found")
+        raise DataError(f"{data_dir}: {len(problems)} problem(s) found (listed above); first: "
+                        f"{problems[0]}")
     d = DataDir(data_dir)
     counts: dict[str, int] = {}
     if d.has("utt2emo"):

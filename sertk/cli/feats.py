@@ -12,6 +12,17 @@ app = typer.Typer(help="Features: dump to Kaldi ark/scp, CMVN statistics, list f
                   no_args_is_help=True)
 
 
+def _check_scp_path(out_dir: Path) -> None:
+    """Kaldi scp lines are ``key path``: an output directory whose absolute path holds
+    whitespace would give unreadable feats.scp lines, so it is refused before any work."""
+    full = str(out_dir.resolve())
+    if any(c.isspace() for c in full):
+        from sertk.errors import DataError
+
+        raise DataError(f"{full}: output directory path contains whitespace, which Kaldi scp "
+                        "files (key path) cannot hold; choose a path without spaces")
+
+
 @app.command()
 def dump(data_dir: Path, dump_dir: Path,
          conf: Path = typer.Option(..., "--conf", help="feature config (conf/feats/*.yaml)"),
@@ -24,6 +35,7 @@ def dump(data_dir: Path, dump_dir: Path,
     from sertk.features.dump import dump as run
 
     init_logging()
+    _check_scp_path(dump_dir)
     rep = run(data_dir, dump_dir, FeatureConfig.load(conf), nj=nj, skip_bad=skip_bad,
               progress=progress)
     typer.echo(f"{dump_dir}: {rep.num_utts} utterances, {rep.num_frames} frames, dim {rep.dim}"
@@ -58,6 +70,7 @@ def apply_cmvn(src: Path, dst: Path,
     Per-utterance and sliding-window CMVN are feature-config options instead."""
     from sertk.features.cmvn import apply_cmvn as run
 
+    _check_scp_path(dst)
     run(src, dst, stats, per_spk, norm_vars)
     typer.echo(f"{dst}: normalised features written")
 

@@ -24,6 +24,7 @@ import kaldiio
 import numpy as np
 import yaml
 
+from sertk.data.ark import load_scp
 from sertk.data.datadir import DataDir
 from sertk.data.kaldi_table import write_table
 from sertk.errors import DataError
@@ -65,7 +66,7 @@ def dialogues(utt2dialog: dict[str, str], keys: list[str], source: str) -> list[
 
 def _vectors(scp: Path, keys: list[str]) -> dict[str, np.ndarray]:
     """One 1-D vector per key from an embedding scp (a ``[1, E]`` matrix is flattened)."""
-    table = kaldiio.load_scp(str(scp))
+    table = load_scp(scp)  # sertk.data.ark: never unpickles
     out: dict[str, np.ndarray] = {}
     dims: set[int] = set()
     for k in keys:

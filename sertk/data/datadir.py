@@ -26,6 +26,7 @@ A data directory holds one utterance per line in each file, keys sorted in C ord
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import shutil
@@ -197,6 +198,8 @@ def validate(path: str | Path, check_audio: bool = True, require_labels: bool = 
     utt2spk = load("utt2spk")
     if utt2spk is None:
         return problems
+    if not utt2spk:
+        return [f"{d.path / 'utt2spk'}: no utterances (empty file)"]
     utts = set(utt2spk)
     by_spk = sorted(utt2spk, key=lambda u: (utt2spk[u], u))
     if by_spk != sorted(utt2spk):
@@ -365,8 +368,10 @@ def fix(path: str | Path, drop_unreadable: bool = False) -> list[str]:
 def _read_lenient(path: Path, lo: int, hi: int | None) -> dict[str, str]:
     """Read a table for fixing: the first occurrence of a duplicate key wins, bad lines are
     dropped with a warning."""
+    from sertk.data.kaldi_table import read_utf8
+
     out: dict[str, str] = {}
-    with path.open(encoding="utf-8") as fh:
+    with io.StringIO(read_utf8(path), newline=None) as fh:
         for lineno, line in enumerate(fh, 1):
             fields = line.split()
             if not fields:

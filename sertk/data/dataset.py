@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import kaldiio
 import numpy as np
 import torch
 
+from sertk.data.ark import load_mat
 from sertk.data.datadir import DataDir
 from sertk.data.segments import windows
 from sertk.errors import DataError
@@ -22,6 +22,17 @@ def read_labels(path: str | Path) -> list[str]:
     if len(set(labels)) != len(labels):
         raise DataError(f"{path}: duplicate labels")
     return labels
+
+
+def _feat_dim(dump_dir: Path) -> int | None:
+    """The feature dimension a dump directory declares (``feat_dim``), None without one."""
+    path = dump_dir / "feat_dim"
+    if not path.is_file():
+        return None
+    try:
+        return int(path.read_text().strip())
+    except ValueError:
+        raise DataError(f"{path}: not an integer") from None
 
 
 def write_labels(path: str | Path, labels: list[str]) -> None:
@@ -58,6 +69,9 @@ class FeatsDataset(torch.utils.data.Dataset):
             raise DataError(f"{self.dir.path}: feats.scp is missing (run `sertk feats dump`)")
         self.scp = self.dir.table("feats.scp")
         self.keys = sorted(self.scp)
+        if not self.keys:
+            raise DataError(f"{self.dir.path / 'feats.scp'}: no utterances (empty file)")
+        self.dim = _feat_dim(self.dir.path)  # every matrix is checked against it (if known)
         self.labels = labels
         self.targets = [-1] * len(self.keys)
         if labels is not None and (require_labels or self.dir.has("utt2emo")):
@@ -99,11 +113,12 @@ class FeatsDataset(torch.utils.data.Dataset):
     def load(self, i: int) -> np.ndarray:
         """Features of utterance ``i`` (index into ``keys``), checked for NaN/Inf."""
         key = self.keys[i]
-        try:
-            mat = kaldiio.load_mat(self.scp[key])
-        except Exception as exc:  # kaldiio raises several types for broken arks
-            raise DataError(f"utterance {key}: cannot read features {self.scp[key]}: "
-                            f"{exc}") from None
+        mat = load_mat(self.scp[key], key)  # never unpickles; errors name key and entry
+        if isinstance(mat, tuple) or np.ndim(mat) != 2:
+            raise DataError(f"utterance {key}: {self.scp[key]} is not a feature matrix")
+        if self.dim is not None and mat.shape[1] != self.dim:
+            raise DataError(f"utterance {key}: features of dimension {mat.shape[1]} in "
+                            f"{self.scp[key]}, but {self.dir.path / 'feat_dim'} says {self.dim}")
         if not np.isfinite(mat).all():
             raise DataError(f"utterance {key}: NaN/Inf in features {self.scp[key]}")
         return mat

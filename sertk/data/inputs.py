@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import kaldiio
 import numpy as np
 import torch
 
+from sertk.data.ark import load_mat
 from sertk.data.datadir import DataDir
 from sertk.errors import DataError, SertkError
 
@@ -55,11 +55,7 @@ class InputTable:
             return torch.tensor(self.values[key], dtype=torch.long)
         if self.kind == "context" and self.values[key] == NO_CONTEXT:
             return torch.zeros(0, self.size)
-        try:
-            mat = kaldiio.load_mat(self.values[key])
-        except Exception as exc:  # kaldiio raises several types for broken arks
-            raise DataError(f"utterance {key}: cannot read {self.values[key]} ({self.path}): "
-                            f"{exc}") from None
+        mat = np.asarray(load_mat(self.values[key], key))  # never unpickles
         if mat.ndim != 2 or mat.shape[0] == 0 or mat.shape[1] != self.size:
             raise DataError(f"utterance {key}: {self.path} gives a matrix of shape "
                             f"{tuple(mat.shape)}, expected [T > 0, {self.size}]")
@@ -93,11 +89,11 @@ def feats_input(d: DataDir, table: str) -> InputTable:
     if not values:
         raise DataError(f"{d.path / table}: empty table")
     first = next(iter(values))
-    try:
-        dim = int(kaldiio.load_mat(values[first]).shape[1])
-    except Exception as exc:
-        raise DataError(f"utterance {first}: cannot read {values[first]} ({d.path / table}): "
-                        f"{exc}") from None
+    mat = np.asarray(load_mat(values[first], first))  # never unpickles
+    if mat.ndim != 2:
+        raise DataError(f"utterance {first}: {values[first]} ({d.path / table}) is not a "
+                        "matrix")
+    dim = int(mat.shape[1])
     return InputTable(table, "feats", dim, d.path / table, values)
 
 

@@ -6,6 +6,7 @@ ordering of ASCII keys is that order.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,7 +25,7 @@ def read_table(path: str | Path, min_fields: int = 2, max_fields: int | None = N
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     table: dict[str, str] = {}
-    with path.open(encoding="utf-8") as fh:
+    with io.StringIO(read_utf8(path), newline=None) as fh:
         for lineno, line in enumerate(fh, 1):
             line = line.rstrip("\n")
             if not line.strip():
@@ -42,6 +43,18 @@ def read_table(path: str | Path, min_fields: int = 2, max_fields: int | None = N
                 raise DataError(f"{path}:{lineno}: duplicate key {key!r}")
             table[key] = rest
     return table
+
+
+def read_utf8(path: Path) -> str:
+    """The text of a table; bytes that are not UTF-8 are an error naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{lineno}: not UTF-8 text (byte "
+                        f"0x{data[exc.start]:02x}); convert it, e.g. iconv -f latin1 -t utf-8"
+                        ) from None
 
 
 def write_table(path: str | Path, table: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:

@@ -15,30 +15,55 @@ import kaldiio
 import numpy as np
 import torch
 
+from sertk.data.ark import load_ark, load_matrix, load_scp
 from sertk.errors import DataError
 
 
-def accumulate(feats: Iterable[np.ndarray]) -> np.ndarray:
-    """Sum frame statistics into a ``[2, D + 1]`` float64 matrix."""
+def accumulate(feats: Iterable[np.ndarray | tuple[str, np.ndarray]],
+               source: str | Path | None = None) -> np.ndarray:
+    """Sum frame statistics into a ``[2, D + 1]`` float64 matrix. ``feats``: matrices, or
+    ``(key, matrix)`` pairs so that an error names the utterance; ``source``: where they come
+    from (an scp), for the messages."""
     stats: np.ndarray | None = None
-    for mat in feats:
+    first = None
+    src = f" ({source})" if source else ""
+    for item in feats:
+        key, mat = item if isinstance(item, tuple) and len(item) == 2 and \
+            isinstance(item[0], str) else (None, item)
+        where = f"utterance {key}: " if key else ""
         mat = np.asarray(mat, dtype=np.float64)
+        if mat.ndim != 2:
+            raise DataError(f"CMVN: {where}not a feature matrix (shape {mat.shape}){src}")
         if stats is None:
-            stats = np.zeros((2, mat.shape[1] + 1))
+            stats, first = np.zeros((2, mat.shape[1] + 1)), key
         if mat.shape[1] != stats.shape[1] - 1:
-            raise DataError(f"CMVN: feature dim {mat.shape[1]} differs from {stats.shape[1] - 1}")
+            raise DataError(f"CMVN: {where}feature dim {mat.shape[1]} differs from "
+                            f"{stats.shape[1] - 1}" + (f" (of {first})" if first else "")
+                            + src)
+        if not np.isfinite(mat).all():
+            raise DataError(f"CMVN: {where}NaN/Inf in features{src}")
         stats[0, :-1] += mat.sum(axis=0)
         stats[1, :-1] += np.square(mat).sum(axis=0)
         stats[0, -1] += mat.shape[0]
     if stats is None:
-        raise DataError("CMVN: no features to accumulate")
+        raise DataError(f"CMVN: no features to accumulate{src}")
+    return stats
+
+
+def read_stats(path: str | Path) -> np.ndarray:
+    """Global statistics written by :func:`compute_global_stats` (or Kaldi's
+    ``compute-cmvn-stats``): a ``[2, D + 1]`` matrix; never unpickled."""
+    stats = load_matrix(path, "CMVN statistics")
+    if stats.ndim != 2 or stats.shape[0] != 2 or stats.shape[1] < 2:
+        raise DataError(f"{path}: CMVN statistics must be a [2, D + 1] matrix, got shape "
+                        f"{stats.shape}")
     return stats
 
 
 def compute_global_stats(feats_scp: str | Path, out: str | Path) -> np.ndarray:
     """Global CMVN statistics over every utterance of ``feats_scp``, written to ``out``."""
-    reader = kaldiio.load_scp(str(feats_scp))
-    stats = accumulate(reader[key] for key in reader)
+    reader = load_scp(feats_scp)
+    stats = accumulate(((key, reader[key]) for key in reader), feats_scp)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     kaldiio.save_mat(str(out), stats)
     return stats
@@ -71,9 +96,7 @@ class GlobalCMVN(torch.nn.Module):
 
     @classmethod
     def from_file(cls, path: str | Path, norm_vars: bool = True) -> GlobalCMVN:
-        if not Path(path).is_file():
-            raise DataError(f"CMVN statistics not found: {path}")
-        mean, std = stats_to_mean_std(np.asarray(kaldiio.load_mat(str(path))))
+        mean, std = stats_to_mean_std(read_stats(path))
         return cls(mean, std, norm_vars)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,10 +109,10 @@ def compute_speaker_stats(dump_dir: str | Path, out: str | Path) -> dict[str, np
     from sertk.data.datadir import DataDir
 
     d = DataDir(dump_dir)
-    reader = kaldiio.load_scp(str(d.path / "feats.scp"))
+    reader = load_scp(d.path / "feats.scp")
     stats: dict[str, np.ndarray] = {}
     for spk, utts in d.table("spk2utt").items():
-        stats[spk] = accumulate(reader[u] for u in utts.split())
+        stats[spk] = accumulate(((u, reader[u]) for u in utts.split()), d.path / "feats.scp")
     kaldiio.save_ark(str(out), stats)
     return stats
 
@@ -110,10 +133,10 @@ def apply_cmvn(src: str | Path, dst: str | Path, stats_file: str | Path | None,
     dst = Path(dst).resolve()
     (dst / "data").mkdir(parents=True, exist_ok=True)
     if per_speaker:
-        table = dict(kaldiio.load_ark(str(stats_file)))
+        table = dict(load_ark(stats_file))
     else:
-        glob = np.asarray(kaldiio.load_mat(str(stats_file)))
-    reader = kaldiio.load_scp(str(d.path / "feats.scp"))
+        glob = read_stats(stats_file)
+    reader = load_scp(d.path / "feats.scp")
     with kaldiio.WriteHelper(f"ark,scp:{dst / 'data' / 'feats.ark'},{dst / 'feats.scp'}") as w:
         for utt in d.utts:
             if per_speaker:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torchaudio.compliance.kaldi as ta_kaldi
 
+from sertk.errors import SertkError
 from sertk.features.registry import FEATURES
 
 INT16_SCALE = 32768.0
@@ -29,9 +30,18 @@ class _KaldiFrontEnd:
                            preemphasis_coefficient=preemphasis_coefficient,
                            low_freq=low_freq, high_freq=high_freq, snip_edges=snip_edges,
                            energy_floor=energy_floor, **kwargs)
-        self.dim = int(self(torch.full((int(sample_rate),), 1e-3)).shape[1])
+        try:  # torchaudio asserts on impossible frame settings (e.g. frame_length 0)
+            self.dim = int(self(torch.full((int(sample_rate),), 1e-3)).shape[1])
+        except (AssertionError, RuntimeError, ValueError) as exc:
+            raise SertkError(f"bad options for feature front end {type(self).__name__.lower()}: "
+                             f"{str(exc).strip() or type(exc).__name__} (frame_length "
+                             f"{frame_length} ms, frame_shift {frame_shift} ms at {sample_rate} "
+                             "Hz)") from None
 
     def __call__(self, wav: torch.Tensor) -> torch.Tensor:
+        window = int(self.kwargs["sample_frequency"] * self.kwargs["frame_length"] * 0.001)
+        if wav.numel() < max(2, window):  # torchaudio asserts; Kaldi gives no frame
+            return torch.zeros(0, getattr(self, "dim", 0))
         return self.fn(wav.unsqueeze(0) * INT16_SCALE, **self.kwargs)
 
 

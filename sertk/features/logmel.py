@@ -39,7 +39,9 @@ class LogMel:
         self.dim = n_mels
 
     def __call__(self, wav: torch.Tensor) -> torch.Tensor:
-        if not self.center and wav.numel() < self.win:
+        # too short for one frame: an uncentred frame needs n_fft samples, a centred one's
+        # reflection padding more than n_fft / 2 (torch.stft raises otherwise)
+        if wav.numel() < self.n_fft if not self.center else wav.numel() <= self.n_fft // 2:
             return wav.new_zeros(0, self.dim)
         spec = torch.stft(wav, self.n_fft, self.hop, self.win, self.window, center=self.center,
                           pad_mode="reflect", return_complex=True)

@@ -52,8 +52,20 @@ class FeatureConfig:
         if "name" not in cfg:
             raise SertkError("feature config needs a 'name' (one of "
                              f"{', '.join(FEATURES.names())})")
-        return cls(name=cfg.pop("name"), sample_rate=int(cfg.pop("sample_rate", 16000)),
-                   channel=cfg.pop("channel", None), trim=cfg.pop("trim", None),
+        rate, channel = cfg.pop("sample_rate", 16000), cfg.pop("channel", None)
+        try:
+            ok = not isinstance(rate, bool) and int(float(rate)) == float(rate) > 0
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
+            raise SertkError(f"feature config: sample_rate must be a positive integer (Hz), "
+                             f"got {rate!r}")
+        if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int)
+                                    or channel < 0):
+            raise SertkError(f"feature config: channel must be null (average the channels) or "
+                             f"a channel index >= 0, got {channel!r}")
+        return cls(name=cfg.pop("name"), sample_rate=int(float(rate)),
+                   channel=channel, trim=cfg.pop("trim", None),
                    speaker_cmvn=cfg.pop("speaker_cmvn", None), params=cfg)
 
     @classmethod
@@ -77,9 +89,11 @@ class FeatureConfig:
 def build_frontend(cfg: FeatureConfig) -> FrontEnd:
     """The registered front end with the config's post-processing (deltas, per-utterance or
     sliding CMVN, fixed length; see :mod:`sertk.features.postprocess`)."""
+    from sertk.config import check_conf_types
     from sertk.features.postprocess import POST_KEYS, PostProcessed
 
     params = {k: v for k, v in cfg.params.items() if k not in POST_KEYS}
     post = {k: v for k, v in cfg.params.items() if k in POST_KEYS}
+    check_conf_types(params, FEATURES.get(cfg.name).builder, f"feature config {cfg.name}:")
     base = FEATURES.build(cfg.name, sample_rate=cfg.sample_rate, **params)
     return PostProcessed(base, **post) if post else base

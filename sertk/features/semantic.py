@@ -45,6 +45,7 @@ import kaldiio
 import numpy as np
 
 from sertk.config import load_yaml, save_yaml
+from sertk.data.ark import ScpReader, load_scp
 from sertk.data.dialog import write_context_tables
 from sertk.data.kaldi_table import read_table, write_table
 from sertk.errors import SertkError
@@ -172,7 +173,7 @@ def frame_counts(scp: str | Path) -> dict[str, int]:
         table = read_table(lens, 2, 2)
         if all(k in table for k in keys):
             return {k: int(table[k]) for k in keys}
-    reader = kaldiio.load_scp(str(scp))
+    reader = load_scp(scp)  # never unpickles
     return {k: int(reader[k].shape[0]) for k in keys}
 
 
@@ -317,10 +318,10 @@ def paste_feats(first_scp: str | Path, second_scp: str | Path, out_dir: str | Pa
     return report
 
 
-def _open_scp(scp: str | Path) -> kaldiio.utils.LazyLoader:
+def _open_scp(scp: str | Path) -> ScpReader:
     if not Path(scp).is_file():
         raise SertkError(f"{scp}: feature scp not found")
-    return kaldiio.load_scp(str(scp))
+    return load_scp(scp)  # never unpickles
 
 
 def _paste_one(key: str, a: np.ndarray, b: np.ndarray, tolerance: int, report: PasteReport

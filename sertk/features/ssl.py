@@ -138,7 +138,12 @@ def _load_weights(root: Path) -> dict[str, torch.Tensor]:
                 else:
                     state.update(torch.load(file, map_location="cpu", weights_only=True))
             except Exception as exc:  # corrupt/truncated file, pickle with non-tensor objects
-                raise SertkError(f"cannot load SSL weights {file}: {exc}") from None
+                import pickle
+
+                why = ("it holds Python objects besides tensors, which sertk never unpickles"
+                       if isinstance(exc, pickle.UnpicklingError)
+                       else (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+                raise SertkError(f"cannot load SSL weights {file}: {why}") from None
         return state
     raise SertkError(f"SSL checkpoint {root}: no weights (expected one of "
                      f"{', '.join(_WEIGHT_FILES)} or a sharded *.index.json)")
