@@ -668,17 +668,10 @@ def _model_case(name, pack, tmp):
     raise AssertionError(name)
 
 
-PACK_FIXES = "sertk/infer/packed.py (packapi): load_packed must turn a bad member into one line"
 MODEL_CASES = [
     "model_missing", "zip_truncated", "zip_not_a_zip", "zip_member_altered",
     "zip_member_missing",
-    pytest.param("zip_corrupt_weights", marks=pytest.mark.xfail(
-        strict=True, reason=f"{PACK_FIXES}: SafetensorError traceback")),
-    pytest.param("zip_config_not_yaml", marks=pytest.mark.xfail(
-        strict=True, reason=f"{PACK_FIXES}: yaml.YAMLError traceback")),
-    pytest.param("zip_feature_dims_mismatch", marks=pytest.mark.xfail(
-        strict=True, reason=f"{PACK_FIXES}: feats.yaml's front-end dim is not checked "
-                            "against config input_dim (RuntimeError in the CMVN)")),
+    "zip_corrupt_weights", "zip_config_not_yaml", "zip_feature_dims_mismatch",
 ]
 
 
@@ -901,30 +894,15 @@ def _load(case: str, evil: Evil, dumped: Path, trained: Path, packed: Path):  # 
     raise AssertionError(case)
 
 
-def _fix(where: str, what: str):
-    return pytest.mark.xfail(strict=True, reason=f"{where}: {what}")
-
-
 PICKLE_CASES = [
     ("resume_last_pt", None), ("cmvn_ark_given", None), ("cmvn_ark_in_exp", None),
     ("cmvn_ark_per_speaker", None), ("feats_scp_ark", None),
     ("feats_scp_ark_for_cmvn_stats", None), ("wav_scp_ark", None), ("extra_input_scp", None),
-    ("exp_model_safetensors", _fix("sertk/infer/packed.py (packapi)", "SafetensorError "
-                                   "traceback for model.safetensors that is not safetensors")),
-    ("pack_model_safetensors", None),
-    ("pack_model_safetensors_no_manifest", _fix("sertk/infer/packed.py (packapi)",
-                                                "SafetensorError traceback")),
-    ("init_checkpoint_pt", _fix("sertk/models/layers/pretrained.py", "read_state_dict lets "
-                                "torch's multi-line UnpicklingError through (traceback)")),
-    ("init_checkpoint_safetensors", _fix("sertk/models/layers/pretrained.py",
-                                         "SafetensorError, not a SertkError")),
-    ("weights_pt", _fix("sertk/train/checkpoint.py (safety)", "load_weights lets torch's "
-                        "multi-line UnpicklingError through")),
-    ("ssl_pytorch_model_bin", None),
-    ("tokenizer_sp_model", _fix("sertk/text/tokenizer.py", "sentencepiece's RuntimeError, "
-                                "not a SertkError naming sp.model")),
-    ("cross_modal_map_npy", _fix("sertk/text/cross_modal.py", "numpy's ValueError, not a "
-                                 "SertkError")),
+    ("exp_model_safetensors", None), ("pack_model_safetensors", None),
+    ("pack_model_safetensors_no_manifest", None), ("init_checkpoint_pt", None),
+    ("init_checkpoint_safetensors", None), ("weights_pt", None),
+    ("ssl_pytorch_model_bin", None), ("tokenizer_sp_model", None),
+    ("cross_modal_map_npy", None),
 ]
 
 

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 REQUIRED = ("config.yaml", "feats.yaml", "labels.txt", "cmvn.ark", "model.safetensors")
 OPTIONAL = ("metrics.csv",)
 TOKENIZER_DIR = "tokenizer"
+SPECTRAL_FRONT_ENDS = ("fbank", "mfcc", "logmel", "spectrogram")
 TOKENIZER_FILES = ("tokenizer.yaml", "tokens.txt", "sp.model")
 
 
@@ -183,6 +184,34 @@ def _load_tokenizer(path: Path, conf: dict[str, Any]) -> Tokenizer | None:
         return Tokenizer(tmp) if names else None  # read into memory: tmp may go
 
 
+def _yaml_member(path: Path, files: dict[str, bytes], name: str) -> dict[str, Any]:
+    """A YAML member as a mapping; anything else is one error line naming it."""
+    try:
+        data = yaml.safe_load(files[name])
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise SertkError(f"{path}: {name} is not valid YAML ({problem}{where})") from None
+    if not isinstance(data, dict):
+        raise SertkError(f"{path}: {name} is not a YAML mapping")
+    return data
+
+
+def _check_front_end_dim(path: Path, feats: FeatureConfig, config: dict[str, Any]) -> None:
+    """The front end of feats.yaml must give the features the network was built for."""
+    from sertk.features.registry import build_frontend
+
+    # the spectral front ends only: cheap to build, and their features are the whole input
+    # (not SSL encoders, openSMILE, waveforms with pasted columns, conversation matrices)
+    if feats.name not in SPECTRAL_FRONT_ENDS or "input_dim" not in config:
+        return
+    dim = build_frontend(feats).dim
+    if dim != int(config["input_dim"]):
+        raise SertkError(f"{path}: feats.yaml's front end gives {dim}-dim features, the "
+                         f"model was trained on {config['input_dim']} (config.yaml input_dim)")
+
+
 def load_packed(path: str | Path, device: torch.device | str = "cpu") -> PackedModel:
     """Load a packed model (zip), a trained experiment directory or a shipped model by name
     (:func:`shipped_models`)."""
@@ -191,8 +220,9 @@ def load_packed(path: str | Path, device: torch.device | str = "cpu") -> PackedM
     missing = [n for n in REQUIRED if n not in files and n != "cmvn.ark"]
     if missing:
         raise SertkError(f"{path}: not a complete sertk model, missing {', '.join(missing)}")
-    config = yaml.safe_load(files["config.yaml"])
-    feats = FeatureConfig.from_dict(yaml.safe_load(files["feats.yaml"]))
+    config = _yaml_member(path, files, "config.yaml")
+    feats = FeatureConfig.from_dict(_yaml_member(path, files, "feats.yaml"))
+    _check_front_end_dim(path, feats, config)
     labels = [x for x in files["labels.txt"].decode().split("\n") if x.strip()]
     mcfg = config["model"]
     model = EmotionClassifier(mcfg["name"], int(config["input_dim"]), len(labels),
@@ -200,7 +230,12 @@ def load_packed(path: str | Path, device: torch.device | str = "cpu") -> PackedM
                               members=members_of(mcfg), input_sizes=config.get("input_sizes"))
     # mean and std come with the weights; whether to divide by std is a training option
     model.cmvn.norm_vars = norm_vars_of(config)
-    state = load_safetensors(files["model.safetensors"])
+    try:
+        state = load_safetensors(files["model.safetensors"])
+    except Exception as exc:  # SafetensorError: not a safetensors file
+        why = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise SertkError(f"{path}: model.safetensors is not a readable safetensors file "
+                         f"({why})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

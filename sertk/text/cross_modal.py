@@ -116,7 +116,11 @@ def load_map(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise SertkError(f"{path}: map file not found")
-    w = np.load(path, allow_pickle=False)
+    try:
+        w = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:  # a pickled object array, not a .npy
+        raise SertkError(f"{path}: not a numeric .npy map ({str(exc).splitlines()[0][:120]})") \
+            from None
     if w.ndim != 2:
         raise SertkError(f"{path}: a map is a 2-D matrix, got shape {w.shape}")
     return w.astype(np.float32)

@@ -49,7 +49,13 @@ class Tokenizer:
         if self.kind != "char":
             import sentencepiece as spm
 
-            self._sp = spm.SentencePieceProcessor(model_file=str(self.path / "sp.model"))
+            sp_model = self.path / "sp.model"
+            try:
+                self._sp = spm.SentencePieceProcessor(model_file=str(sp_model))
+            except (RuntimeError, OSError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+                raise DataError(f"{sp_model}: not a sentencepiece model ({first[:120]})") \
+                    from None
 
     def __len__(self) -> int:
         return len(self.tokens)

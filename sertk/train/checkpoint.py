@@ -45,12 +45,36 @@ def save_tensors(state: dict[str, torch.Tensor], path: str | Path) -> None:
         save_file(state, str(tmp))
 
 
+def _unreadable(path: Path, exc: Exception) -> str:
+    """One line for a weights file that cannot be read (never torch's advice to unpickle)."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError):
+        return (f"{path}: holds objects other than tensors, which sertk does not unpickle "
+                "(save weights with safetensors or torch.save of a state dict)")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{path}: not a readable weights file ({first[:160]})"
+
+
+def load_tensor_file(path: str | Path) -> Any:
+    """A ``.safetensors`` file, or a ``torch.save`` file loaded with ``weights_only=True``;
+    an unreadable or pickled-object file is a one-line :class:`SertkError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise SertkError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # SafetensorError, UnpicklingError, a truncated zip, ...
+        raise SertkError(_unreadable(path, exc)) from None
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise SertkError(f"model weights not found: {path}")
-    state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(
-        path, map_location="cpu", weights_only=True)
+    state = load_tensor_file(path)
     missing, unexpected = unwrap(model).load_state_dict(state, strict=False)
     if missing or unexpected:
         raise SertkError(f"{path}: weights do not match the model (missing {missing[:3]}, "
@@ -82,7 +106,7 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
 def load_state(path: str | Path) -> dict[str, Any]:
     if not Path(path).is_file():
         raise SertkError(f"no checkpoint to resume from: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_tensor_file(path)
 
 
 def load_last_state(path: str | Path) -> tuple[dict[str, Any], Path] | None:
@@ -98,9 +122,9 @@ def load_last_state(path: str | Path) -> tuple[dict[str, Any], Path] | None:
             if not isinstance(ck, dict) or not set(STATE_KEYS) <= set(ck):
                 raise ValueError(f"not a training state (keys {sorted(ck)[:5]})")
         except Exception as exc:  # truncated zip, bad pickle, wrong content
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            errors.append(f"{p}: {first[:200]}")
-            log.warning("cannot read checkpoint %s (%s)", p, first[:200])
+            why = _unreadable(p, exc)
+            errors.append(why)
+            log.warning("cannot read checkpoint %s", why)
             continue
         if errors:
             log.warning("resuming from the previous checkpoint %s instead", p)

@@ -28,13 +28,10 @@ CONTAINER_KEYS = ("model", "state_dict", "model_state_dict")
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file (``.safetensors`` or a ``torch.save`` file)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from sertk.train.checkpoint import load_tensor_file
 
-        obj: object = load_file(str(path))
-    else:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    path = Path(path)
+    obj: object = load_tensor_file(path)  # one SertkError line for an unreadable file
     for key in CONTAINER_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
