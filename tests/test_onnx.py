@@ -233,6 +233,16 @@ def test_cli_export_and_onnxruntime_backend_match_torch(trained, tmp_path):
     _assert_same(ref_seg, _recognize(packed, items, segment=0.5, shift=0.25))
     in_memory = load_backend(load_packed(pack), "onnxruntime")  # no file: exported now
     _assert_same(ref, _recognize(in_memory, items))
+    # the command line: sertk infer --backend onnxruntime gives torch's posteriors
+    (tmp_path / "wavs.txt").write_text("".join(f"{w}\n" for _, w in items))
+    by_cli = {}
+    for backend in ("torch", "onnxruntime"):
+        run_sertk("infer", "--model", pack, "--wav-list", tmp_path / "wavs.txt", "--backend",
+                  backend, "--out", tmp_path / f"{backend}.jsonl", "--no-progress")
+        by_cli[backend] = [json.loads(line) for line in
+                           (tmp_path / f"{backend}.jsonl").read_text().splitlines()]
+    assert len(by_cli["torch"]) == len(items)
+    _assert_same(by_cli["torch"], by_cli["onnxruntime"])
 
     # a graph exported from another pack is refused, not silently used
     meta["source"]["sha256"] = "0" * 64

@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
               directory: Path = typer.Option(None, "--dir", help="all audio files under DIR"),
               out: Path = typer.Option(None, help="output JSON lines (default: stdout)"),
               device: str = typer.Option("cpu", help="cpu or cuda"),
-              batch_size: int = typer.Option(16),
+              batch_size: int = typer.Option(None, help="files (or windows) per model call; "
+                                                         "default 1 on a CPU, 16 on a GPU"),
               segment: float = typer.Option(None, help="window length in seconds for long "
                                                        "audio (per-segment posteriors)"),
               shift: float = typer.Option(None, help="window shift in seconds (default: "
@@ -32,9 +33,22 @@ def register(app: typer.Typer) -> None:
                                                    "needed by models that read a transcript"),
               jsonl: Path = typer.Option(None, help="JSON lines {\"key\", \"wav\", "
                                                     "\"text\"} (audio and transcript)"),
+              backend: str = typer.Option("torch", help="torch or onnxruntime (the graph "
+                                                        "of `sertk export`; docs/onnx.md)"),
+              num_workers: int = typer.Option(2, help="threads reading, resampling and "
+                                                      "featurising files ahead of the model "
+                                                      "(0: all in one thread)"),
+              timeline: Path = typer.Option(None, help="with --segment: per file, write "
+                                                       "DIR/<key>.csv, .json and .png, the "
+                                                       "posteriors of its windows over time"),
               progress: bool = typer.Option(True)) -> None:
         """Write one JSON line per file: key, label and the posterior of every class (and
-        text, the transcript, for a model with a CTC head packed with its tokenizer)."""
+        text, the transcript, for a model with a CTC head packed with its tokenizer).
+
+        Files are read and featurised by --num-workers threads ahead of the model and
+        results stream out in input order; memory does not grow with the number of files.
+        With --segment, files longer than a minute are read in chunks (an hour of audio in
+        bounded memory) and --timeline DIR draws each file's emotions over time."""
         from sertk.infer.packed import load_packed
         from sertk.infer.recognizer import (
             Recognizer,
@@ -47,6 +61,10 @@ def register(app: typer.Typer) -> None:
         given = [x for x in (wav_list, wav_scp, directory, jsonl) if x is not None]
         if len(given) != 1:
             raise SertkError("give exactly one of --wav-list, --wav-scp, --dir, --jsonl")
+        if timeline is not None and not segment:
+            raise SertkError("--timeline needs --segment (the window length in seconds)")
+        if num_workers < 0:
+            raise SertkError(f"--num-workers must be 0 or more, got {num_workers}")
         from sertk.data.kaldi_table import read_table
 
         texts = read_table(text, 1) if text else None
@@ -56,8 +74,14 @@ def register(app: typer.Typer) -> None:
         else:
             items = (inputs_from_wav_list(wav_list) if wav_list else
                      inputs_from_wav_scp(wav_scp) if wav_scp else inputs_from_dir(directory))
-        rec = Recognizer(load_packed(model, device), device, batch_size, segment, shift,
-                         read_table(utt2spk, 2, 2) if utt2spk else None, texts)
+        from sertk.export.onnx_runtime import load_backend
+
+        packed = load_backend(load_packed(model, device), backend, model, device)
+        rec = Recognizer(packed, device, batch_size, segment, shift,
+                         read_table(utt2spk, 2, 2) if utt2spk else None, texts,
+                         num_workers=num_workers)
+        if timeline is not None:
+            from sertk.infer.timeline import write_timeline
         fh = out.open("w") if out else sys.stdout
         n_ok, errors = 0, []
         try:
@@ -66,6 +90,8 @@ def register(app: typer.Typer) -> None:
                     errors.append(r["error"])
                     continue
                 fh.write(json.dumps(r) + "\n")
+                if timeline is not None:
+                    write_timeline(r, timeline)
                 n_ok += 1
         finally:
             if out:
@@ -73,4 +99,24 @@ def register(app: typer.Typer) -> None:
         for e in errors:
             typer.echo(f"skipped: {e}", err=True)
         typer.echo(f"{n_ok} files recognised" + (f", {len(errors)} skipped" if errors else "")
-                   + (f" -> {out}" if out else ""), err=True)
+                   + (f" -> {out}" if out else "")
+                   + (f"; timelines in {timeline}" if timeline is not None else ""), err=True)
+        _skip_teardown()
+
+
+def _skip_teardown() -> None:
+    """End the ``sertk`` process now that everything is written: the interpreter's teardown
+    after importing torch (its libraries' static destructors) touches ~190 MB more than
+    the whole recognition did and takes a few tenths of a second. Only when this process is
+    the command-line tool itself, never when ``main()`` runs inside another program."""
+    import logging
+    import os
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if getattr(spec, "name", None) != "sertk.cli.main" and Path(sys.argv[0]).name != "sertk":
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

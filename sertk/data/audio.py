@@ -8,10 +8,13 @@ the entry, so the CLI can print one line instead of a traceback.
 
 from __future__ import annotations
 
+import functools
 import io
+import math
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +44,10 @@ def _decode_bytes(data: bytes, key: str, entry: str) -> tuple[np.ndarray, int]:
     try:
         wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        # libsndfile names the in-memory buffer ("Error opening <_io.BytesIO object at 0x..>")
+        why = re.sub(r"^Error opening <[^>]*>: ", "", str(exc))
         raise DataError(f"utterance {key}: cannot decode audio from {_describe(entry)}: "
-                        f"{exc}") from None
+                        f"{why}") from None
     return wav, sr
 
 
@@ -74,6 +79,8 @@ def read_entry(entry: str, key: str = "?", start: float = 0.0, end: float | None
 
 
 def _read_file(path: str, key: str, start: float, end: float | None) -> tuple[np.ndarray, int]:
+    if os.path.isdir(path):
+        raise DataError(f"utterance {key}: a directory, not an audio file: {path}")
     if not os.path.isfile(path):
         raise DataError(f"utterance {key}: audio file not found: {path}")
     if os.path.getsize(path) == 0:
@@ -96,14 +103,11 @@ def _read_file(path: str, key: str, start: float, end: float | None) -> tuple[np
 
 
 def _read_ark_wav(ark: str, offset: int, key: str, entry: str) -> tuple[np.ndarray, int]:
-    import kaldiio
+    from sertk.data.ark import load_mat
 
     if not os.path.isfile(ark):
         raise DataError(f"utterance {key}: ark file not found: {ark}")
-    try:
-        obj = kaldiio.load_mat(entry)
-    except Exception as exc:  # kaldiio raises many types for corrupt arks
-        raise DataError(f"utterance {key}: cannot read {entry}: {exc}") from None
+    obj = load_mat(entry, key)  # never unpickles; errors name the key and the entry
     if not isinstance(obj, tuple):
         raise DataError(f"utterance {key}: {entry} holds a matrix, not a waveform")
     sr, data = obj
@@ -126,20 +130,33 @@ def _slice(wav: np.ndarray, sr: int, start: float, end: float | None, key: str, 
     return wav[first:last]
 
 
-def to_model_input(wav: np.ndarray, sr: int, cfg: AudioConfig, key: str = "?") -> torch.Tensor:
-    """Downmix or select a channel, then resample; returns a 1-D float32 tensor."""
+def to_model_input(wav: np.ndarray, sr: int, cfg: AudioConfig, key: str = "?",
+                   entry: str | None = None) -> torch.Tensor:
+    """Downmix or select a channel, then resample; returns a 1-D float32 tensor.
+    ``entry``: where the audio comes from, named in errors."""
+    x = to_mono(wav, cfg, key, entry)
+    if sr != cfg.sample_rate:
+        x = _resample(x, sr, cfg.sample_rate)
+    return x
+
+
+def to_mono(wav: np.ndarray, cfg: AudioConfig, key: str = "?", entry: str | None = None
+            ) -> torch.Tensor:
+    """Downmix or select a channel of ``wav [n, channels]`` (no resampling), checking that the
+    samples are finite; a 1-D float32 tensor."""
     if cfg.channel is None:
         mono = wav.mean(axis=1)
     else:
         if cfg.channel >= wav.shape[1]:
             raise DataError(f"utterance {key}: channel {cfg.channel} requested but the audio "
-                            f"has {wav.shape[1]} channels")
+                            f"has {wav.shape[1]} channels"
+                            + (f": {_describe(entry)}" if entry else ""))
         mono = wav[:, cfg.channel]
     x = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
     if not torch.isfinite(x).all():
-        raise DataError(f"utterance {key}: audio contains NaN or Inf samples")
-    if sr != cfg.sample_rate:
-        x = _resample(x, sr, cfg.sample_rate)
+        bad = int((~torch.isfinite(x)).sum())
+        raise DataError(f"utterance {key}: audio contains NaN or Inf samples ({bad} of "
+                        f"{x.numel()})" + (f": {_describe(entry)}" if entry else ""))
     return x
 
 
@@ -150,14 +167,29 @@ MAX_POLYPHASE = 1000
 
 
 def _resample(x: torch.Tensor, orig: int, new: int) -> torch.Tensor:
-    import math
+    if polyphase(orig, new):
+        from torchaudio.functional.functional import _apply_sinc_resample_kernel
 
-    import torchaudio.functional as AF
-
-    g = math.gcd(orig, new)
-    if max(orig, new) // g <= MAX_POLYPHASE:
-        return AF.resample(x, orig, new)
+        kernel, width = resample_kernel(orig, new)
+        return _apply_sinc_resample_kernel(x, orig, new, math.gcd(orig, new), kernel, width)
     return _resample_fft(x, orig, new)
+
+
+def polyphase(orig: int, new: int) -> bool:
+    """Whether ``orig -> new`` Hz is resampled with torchaudio's polyphase filter (else FFT)."""
+    return max(orig, new) // math.gcd(orig, new) <= MAX_POLYPHASE
+
+
+@functools.lru_cache(maxsize=8)
+def resample_kernel(orig: int, new: int) -> tuple[torch.Tensor, int]:
+    """``(kernel, width)``: the filter of :func:`torchaudio.functional.resample` with its
+    defaults, made once per pair of rates (torchaudio makes it again on every call, which
+    costs more than the filtering of a file of a few seconds)."""
+    from torchaudio.functional.functional import _get_sinc_resample_kernel
+
+    return _get_sinc_resample_kernel(orig, new, math.gcd(orig, new), 6, 0.99,
+                                     "sinc_interp_hann", None, torch.device("cpu"),
+                                     torch.float32)
 
 
 def _resample_fft(x: torch.Tensor, orig: int, new: int) -> torch.Tensor:
@@ -177,7 +209,7 @@ def load_audio(entry: str, cfg: AudioConfig = AudioConfig(), key: str = "?",
     """Read a ``wav.scp`` entry (optionally a segment of it) as a mono waveform at
     ``cfg.sample_rate``."""
     wav, sr = read_entry(entry, key, start, end)
-    return to_model_input(wav, sr, cfg, key)
+    return to_model_input(wav, sr, cfg, key, entry)
 
 
 def probe_audio(entry: str, key: str = "?") -> float:
@@ -189,6 +221,8 @@ def probe_audio(entry: str, key: str = "?") -> float:
     if entry.endswith("|") or _ARK_RE.match(entry):
         wav, sr = read_entry(entry, key)
         return wav.shape[0] / sr
+    if os.path.isdir(entry):
+        raise DataError(f"utterance {key}: a directory, not an audio file: {entry}")
     if not os.path.isfile(entry):
         raise DataError(f"utterance {key}: audio file not found: {entry}")
     if os.path.getsize(entry) == 0:
@@ -202,3 +236,38 @@ def probe_audio(entry: str, key: str = "?") -> float:
     return info.frames / info.samplerate
 
 
+def is_plain_file(entry: str) -> bool:
+    """A ``wav.scp`` entry that is a file path (not a ``cmd |`` pipe or an ``ark:offset``)."""
+    entry = entry.strip()
+    return not entry.endswith("|") and _ARK_RE.match(entry) is None
+
+
+def file_info(path: str, key: str = "?") -> tuple[int, int]:
+    """``(sample_rate, frames)`` of a plain audio file, from its header."""
+    if not os.path.isfile(path):
+        raise DataError(f"utterance {key}: audio file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"utterance {key}: audio file is empty (0 bytes): {path}")
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise DataError(f"utterance {key}: cannot decode audio file {path}: {exc}") from None
+    if info.frames <= 0:
+        raise DataError(f"utterance {key}: audio file has no samples: {path}")
+    return info.samplerate, info.frames
+
+
+def iter_blocks(path: str, key: str = "?", block_frames: int = 480000
+                ) -> Iterator[np.ndarray]:
+    """A plain audio file as consecutive ``[n, channels]`` float32 blocks of ``block_frames``
+    samples (the last one shorter), so that a long file is never held whole."""
+    file_info(path, key)
+    try:
+        with sf.SoundFile(path) as f:
+            while True:
+                block = f.read(block_frames, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    return
+                yield block
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise DataError(f"utterance {key}: cannot decode audio file {path}: {exc}") from None

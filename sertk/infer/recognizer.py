@@ -11,23 +11,35 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
+from sertk.data.audio import file_info, is_plain_file, polyphase
 from sertk.data.dataset import FeatsDataset, pad_collate
 from sertk.data.inputs import InputTable, batch_inputs, build_inputs
 from sertk.data.kaldi_table import read_table, write_table
 from sertk.data.sampler import BucketBatchSampler
 from sertk.data.segments import windows
 from sertk.errors import DataError, SertkError
-from sertk.features.dump import compute_features
 from sertk.features.registry import build_frontend
 from sertk.infer.packed import PackedModel
+from sertk.infer.stream import (
+    WindowStreamer,
+    can_stream,
+    ordered_map,
+    prefetch,
+    resample,
+    stream_features,
+)
 from sertk.models.classifier import input_tables
 
 log = logging.getLogger(__name__)
@@ -179,30 +191,57 @@ def inputs_from_dir(path: str | Path) -> list[tuple[str, str]]:
     return sorted(items)
 
 
+_LONG = "long"  # a file to stream in chunks (see Recognizer.stream_seconds)
+
+
 @dataclass
 class Recognizer:
-    """Audio -> features (the packed front end) -> posteriors, in batches.
+    """Audio -> features (the packed front end) -> posteriors, streamed over the inputs.
 
     A model trained with per-speaker CMVN (``speaker_cmvn`` in its ``feats.yaml``) needs the
     speaker of every input (``utt2spk``): features are normalised with the statistics of all
-    inputs of the same speaker, as in training. A model trained with ``train.eval_segment``
-    averages the posteriors of those windows, as in its validation; ``segment``/``shift``
-    (seconds) override that and also report per-window posteriors. A model that reads a
-    transcript (``text`` input) needs ``texts`` (``{key: transcript}``); every window of a
-    file gets the file's transcript.
+    inputs of the same speaker, as in training (a first pass over the inputs gathers them,
+    so each file is read twice). A model trained with ``train.eval_segment`` averages the
+    posteriors of those windows, as in its validation; ``segment``/``shift`` (seconds)
+    override that and also report per-window posteriors. A model that reads a transcript
+    (``text`` input) needs ``texts`` (``{key: transcript}``); every window of a file gets the
+    file's transcript.
+
+    Memory does not grow with the number of inputs: ``num_workers`` threads read, resample
+    and featurise files ahead of the model (at most ``lookahead`` files, default
+    ``max(4 batch_size, 2 num_workers)``); within those, pieces are sorted by length into
+    batches of ``batch_size`` (None: 1 on a CPU, where a padded batch costs more per file
+    than single calls; 16 on a GPU) and records come out in input order. With windows, a
+    plain audio file longer than ``stream_seconds`` is read, resampled and featurised in
+    chunks (:mod:`sertk.infer.stream`) so that an hour of audio needs no more memory than a
+    minute. On a CPU, while recognising, torch runs one thread per worker (``torch_threads``,
+    default 1 with workers: the parallelism is the workers') and oneDNN is off (``onednn``):
+    it keeps compiled kernels for every input shape it meets, about 1 MB per new length.
     """
 
     packed: PackedModel
     device: str = "cpu"
-    batch_size: int = 16
+    batch_size: int | None = None
     segment: float | None = None
     shift: float | None = None
     utt2spk: dict[str, str] | None = None
     texts: dict[str, str] | None = None
+    num_workers: int = 2
+    lookahead: int | None = None
+    stream_seconds: float = 60.0
+    torch_threads: int | None = None
+    onednn: bool = False
 
     def __post_init__(self) -> None:
         self.frontend = build_frontend(self.packed.feats)
         self.packed.model.to(self.device).eval()
+        if (self.packed.config.get("train") or {}).get("channels_last"):
+            # as trained (sertk.train.trainer): NHWC 2-D convolutions and pooling, 1.5-2x
+            # faster on a CPU (max pooling of an NCHW map is slow there)
+            self.packed.model.to(memory_format=torch.channels_last)
+        self.on_cpu = torch.device(self.device).type == "cpu"
+        if self.batch_size is None:
+            self.batch_size = 1 if self.on_cpu else 16
         self.fps = _frames_per_second(self.packed.feats.params)
         if self.segment:
             self.window = (max(1, round(self.segment * self.fps)),
@@ -225,7 +264,10 @@ class Recognizer:
                              "with 'key transcript' lines, or --jsonl with a \"text\" field)")
         if self.input_kinds and self.packed.tokenizer is None:
             raise SertkError("the model reads a transcript but its tokenizer is missing")
+        self._spk_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._model_pool: ThreadPoolExecutor | None = None
 
+    # ------------------------------------------------------------------------ the model
     def _inputs(self, keys: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
         """The transcripts of ``keys`` as token ids, padded (None for an audio-only model)."""
         if not self.input_kinds:
@@ -241,100 +283,283 @@ class Recognizer:
         padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
         return {t: (padded.to(self.device), lengths.to(self.device)) for t in self.input_kinds}
 
-    def _features(self, items: list[tuple[str, str]], skip_bad: bool
-                  ) -> Iterator[tuple[str, str, torch.Tensor | None, str | None]]:
-        for key, entry in items:
-            try:
-                feats = compute_features(entry, self.packed.feats, self.frontend, key,
-                                         apply_trim=True)
-            except DataError as exc:
-                if not skip_bad:
-                    raise
-                yield key, entry, None, str(exc)
-                continue
-            yield key, entry, torch.from_numpy(feats), None
+    def _score(self, pieces: list[tuple[str, torch.Tensor]]) -> list[torch.Tensor]:
+        """Posteriors of ``(key, feats)`` pieces, in their order: batches of similar length
+        (sorted, so that padding is small)."""
+        order = sorted(range(len(pieces)), key=lambda i: pieces[i][1].shape[0])
+        batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
 
-    def _speaker_normalised(self, feats: list[tuple[str, str, torch.Tensor | None, str | None]]
-                            ) -> list[tuple[str, str, torch.Tensor | None, str | None]]:
+        def run(idx: list[int]) -> torch.Tensor:
+            return posteriors(self.packed, [pieces[i][1] for i in idx], self.device,
+                              self._inputs([pieces[i][0] for i in idx]))
+
+        pool = self._model_pool if len(batches) > 1 else None
+        posts = [f.result() for f in [pool.submit(run, b) for b in batches]] if pool else \
+            [run(b) for b in batches]
+        out: list[torch.Tensor | None] = [None] * len(pieces)
+        for idx, post in zip(batches, posts):
+            for i, p in zip(idx, post):
+                out[i] = p
+        return out  # type: ignore[return-value]
+
+    def _finish_record(self, rec: dict[str, Any], rows: list[tuple[int, int, torch.Tensor]],
+                       offset: float = 0.0) -> dict[str, Any]:
+        """``rec`` with the file's label and mean posterior over its ``(start, end, post)``
+        windows, and the windows (``segment`` given); ``offset``: seconds of leading silence
+        trimmed (windows are timed from the trimmed start, as ever)."""
+        dims = is_dimensional(self.packed)
+        mean = torch.stack([p for _, _, p in rows]).mean(0)
+        rec.update(_record(rec["key"], mean, self.packed.labels, dims))
+        if self.segment:
+            rec["segments"] = [
+                {"start": round(s / self.fps, 3), "end": round(e / self.fps, 3),
+                 **{k: v for k, v in _record("", p, self.packed.labels, dims).items()
+                    if k != "key"}}
+                for s, e, p in rows]
+            if offset:
+                rec["offset"] = round(offset, 3)
+        return rec
+
+    # ------------------------------------------------------------------------ features
+    def _is_long(self, entry: str) -> bool:
+        if self.window is None or not is_plain_file(entry):
+            return False
+        try:
+            sr, frames = file_info(entry.strip())
+        except DataError:
+            return False  # the whole-file path reports it
+        return frames / sr > self.stream_seconds and \
+            can_stream(entry.strip(), self.packed.feats, self.frontend)
+
+    def _featurise(self, item: tuple[str, str]) -> tuple[torch.Tensor, float] | str:
+        """A worker's job: the (speaker-normalised) features of one file and the seconds of
+        leading silence trimmed, or ``_LONG``."""
+        key, entry = item
+        if self._is_long(entry):
+            return _LONG
+        feats, offset = self._features(key, entry)
+        return self._normalise(key, feats), offset
+
+    def _features(self, key: str, entry: str) -> tuple[torch.Tensor, float]:
+        """:func:`sertk.features.dump.compute_features` with ``apply_trim`` (the same steps,
+        which the tests compare), also giving the seconds trimmed at the start; resampling
+        by :func:`sertk.infer.stream.resample` (oneDNN in fixed-size blocks: the same filter,
+        4x faster than PyTorch's own convolution, which inference uses otherwise)."""
+        from sertk.data.audio import _resample, read_entry, to_mono
+        from sertk.data.trim import speech_span
+
+        cfg, offset = self.packed.feats, 0.0
+        raw, sr = read_entry(entry, key)
+        wav = to_mono(raw, cfg.audio, key, entry)
+        del raw
+        if sr != cfg.sample_rate:
+            wav = resample(wav, sr, cfg.sample_rate) if polyphase(sr, cfg.sample_rate) \
+                else _resample(wav, sr, cfg.sample_rate)
+        if cfg.trim:
+            s, e = speech_span(wav.numpy(), cfg.sample_rate, **cfg.trim)
+            wav, offset = wav[int(s * cfg.sample_rate):int(e * cfg.sample_rate)], s
+        with torch.no_grad():
+            feats = self.frontend(wav)
+        if feats.shape[0] == 0:
+            raise DataError(f"utterance {key}: too short for one frame ({wav.numel()} samples "
+                            f"at {cfg.sample_rate} Hz): {entry}")
+        if not torch.isfinite(feats).all():
+            raise DataError(f"utterance {key}: features contain NaN/Inf: {entry}")
+        return feats.float(), offset
+
+    def _normalise(self, key: str, feats: torch.Tensor) -> torch.Tensor:
+        if not self.packed.feats.speaker_cmvn:
+            return feats
+        mean, std = self._spk_stats[self.utt2spk[key]]
+        feats = feats - mean
+        return feats / std if self.packed.feats.speaker_cmvn.get("norm_vars", True) else feats
+
+    def _speaker_stats(self, items: list[tuple[str, str]], pool: ThreadPoolExecutor | None,
+                       skip_bad: bool) -> None:
+        """First pass for a per-speaker CMVN model: every speaker's feature statistics."""
         from sertk.features.cmvn import accumulate, stats_to_mean_std
 
-        spk_of = {}
-        for key, _, f, _ in feats:
-            if f is not None:
-                if key not in self.utt2spk:
-                    raise DataError(f"utterance {key}: no speaker in --utt2spk")
-                spk_of[key] = self.utt2spk[key]
-        stats = {}
-        for spk in sorted(set(spk_of.values())):
-            mats = [f.numpy() for k, _, f, _ in feats if f is not None and spk_of[k] == spk]
-            stats[spk] = stats_to_mean_std(accumulate(mats))
-        norm_vars = self.packed.feats.speaker_cmvn.get("norm_vars", True)
-        out = []
-        for key, entry, f, err in feats:
-            if f is not None:
-                mean, std = stats[spk_of[key]]
-                f = f - torch.from_numpy(mean).float()
-                f = f / torch.from_numpy(std).float() if norm_vars else f
-            out.append((key, entry, f, err))
-        return out
+        def stats(item: tuple[str, str]) -> np.ndarray:
+            key, entry = item
+            if self._is_long(entry):
+                _, blocks = stream_features(entry.strip(), self.packed.feats, self.frontend,
+                                            key)
+                return sum(accumulate([b.numpy()]) for b in blocks)
+            return accumulate([self._features(key, entry)[0].numpy()])
 
-    def _add_transcripts(self, chunk: list[tuple[str, str, torch.Tensor | None, str | None]],
-                         results: list[dict[str, Any]]) -> None:
-        """``text``: the transcript of every recognised input (a model with a CTC head and
-        its tokenizer); with windows, of consecutive windows of their length, joined."""
-        ok = [(rec, feats) for rec, (_, _, feats, _) in zip(results, chunk) if feats is not None]
-        texts = self.packed.transcribe([f for _, f in ok], self.device,
-                                       self.window[0] if self.window else None,
-                                       self.batch_size)
-        for (rec, _), text in zip(ok, texts):
-            rec["text"] = text
+        for key, _ in items:
+            if key not in self.utt2spk:
+                raise DataError(f"utterance {key}: no speaker in --utt2spk")
+        sums: dict[str, np.ndarray] = {}
+        for (key, _), fut in ordered_map(stats, items, pool, self._lookahead()):
+            try:
+                st = fut.result()
+            except DataError:
+                if not skip_bad:
+                    raise
+                continue  # reported by the second pass
+            spk = self.utt2spk[key]
+            sums[spk] = st if spk not in sums else sums[spk] + st
+        for spk, st in sums.items():
+            mean, std = stats_to_mean_std(st)
+            self._spk_stats[spk] = (torch.from_numpy(mean).float(), torch.from_numpy(std).float())
+
+    def _lookahead(self) -> int:
+        return self.lookahead or max(4 * self.batch_size, 2 * self.num_workers, 1)
+
+    # ------------------------------------------------------------------------ recognition
+    @contextmanager
+    def _runtime(self) -> Iterator[ThreadPoolExecutor | None]:
+        threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+        want = (self.torch_threads or (1 if self.num_workers > 0 else None)) \
+            if self.on_cpu else None
+
+        def init() -> None:  # OpenMP's thread count is per thread: set it in each worker
+            if want and (threading.current_thread() is threading.main_thread() or not os.environ.get("SERTK_NOINIT")):
+                torch.set_num_threads(want)
+
+        pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="sertk-infer",
+                                  initializer=init) if self.num_workers > 0 else None
+        # on a CPU the batches of a window run concurrently too, one per worker (the network
+        # is in eval mode: calls share no state that their outputs depend on)
+        self._model_pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="sertk-model",
+                                              initializer=init) \
+            if self.num_workers > 1 and self.on_cpu else None
+        try:
+            init()
+            if self.on_cpu:
+                torch.backends.mkldnn.enabled = bool(self.onednn and onednn)
+            yield pool
+        finally:
+            for p in (pool, self._model_pool):
+                if p is not None:
+                    p.shutdown(wait=True, cancel_futures=True)
+            self._model_pool = None
+            torch.set_num_threads(threads)
+            torch.backends.mkldnn.enabled = onednn
 
     def recognize(self, items: Iterable[tuple[str, str]], skip_bad: bool = False,
                   progress: bool = True) -> Iterator[dict[str, Any]]:
-        """Yield one record per input; bad audio raises, or with ``skip_bad`` yields
-        ``{"key", "error"}`` so the caller can count and report it."""
-        items = list(items)
-        bar = tqdm(total=len(items), desc="infer", unit="file", disable=not progress)
-        stream: Iterable = self._features(items, skip_bad)
-        if self.packed.feats.speaker_cmvn:
-            stream = self._speaker_normalised(list(stream))
-        stream = iter(stream)
-        while True:
-            chunk = [x for _, x in zip(range(self.batch_size), stream)]
-            if not chunk:
-                break
-            pieces: list[tuple[int, int, int, torch.Tensor]] = []
-            results: list[dict[str, Any]] = []
-            for key, entry, feats, err in chunk:
-                if feats is None:
-                    results.append({"key": key, "error": err})
-                    continue
-                results.append({"key": key, "path": entry})
-                spans = windows(feats.shape[0], *self.window) if self.window else \
-                    [(0, feats.shape[0])]
-                for s, e in spans:
-                    pieces.append((len(results) - 1, s, e, feats[s:e]))
-            post = posteriors(self.packed, [p[3] for p in pieces], self.device,
-                              self._inputs([results[p[0]]["key"] for p in pieces])) \
-                if pieces else torch.empty(0)
-            for ridx, rec in enumerate(results):
-                if "error" in rec:
-                    continue
-                rows = [(p, piece) for p, piece in zip(post, pieces) if piece[0] == ridx]
-                mean = torch.stack([p for p, _ in rows]).mean(0)
-                dims = is_dimensional(self.packed)
-                rec.update(_record(rec["key"], mean, self.packed.labels, dims))
-                if self.segment:
-                    rec["segments"] = [
-                        {"start": round(s / self.fps, 3), "end": round(e / self.fps, 3),
-                         **{k: v for k, v in _record("", p, self.packed.labels, dims).items()
-                            if k != "key"}}
-                        for p, (_, s, e, _) in rows]
-            if self.packed.transcribes:
-                self._add_transcripts(chunk, results)
-            bar.update(len(chunk))
-            yield from results
+        """Yield one record per input, in input order; bad audio raises, or with
+        ``skip_bad`` yields ``{"key", "error"}`` so the caller can count and report it.
+        ``items`` may be any iterable (a generator is read as it goes)."""
+        total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
+        bar = tqdm(total=total, desc="infer", unit="file", disable=not progress)
+        with self._runtime() as pool:
+            if self.packed.feats.speaker_cmvn:
+                items = list(items)
+                self._speaker_stats(items, pool, skip_bad)
+            window: list[tuple[tuple[str, str], Future]] = []
+            ahead = self._lookahead()
+            for entry in ordered_map(self._featurise, items, pool, ahead):
+                window.append(entry)
+                if len(window) >= ahead:
+                    for rec in self._window(window, skip_bad):
+                        bar.update(1)
+                        yield rec
+                    window = []
+            for rec in self._window(window, skip_bad):
+                bar.update(1)
+                yield rec
         bar.close()
+
+    def _window(self, window: list[tuple[tuple[str, str], Future]], skip_bad: bool
+                ) -> Iterator[dict[str, Any]]:
+        """The records of a window of files, scored together (sorted by length)."""
+        records: list[dict[str, Any] | tuple[str, str]] = []
+        done: list[tuple[dict[str, Any], torch.Tensor, float]] = []
+        failure = None
+        for (key, entry), fut in window:
+            try:
+                out = fut.result()
+            except DataError as exc:
+                if not skip_bad:
+                    failure = exc  # the files before it are still given
+                    break
+                records.append({"key": key, "error": str(exc)})
+                continue
+            if isinstance(out, str):  # _LONG: streamed when its turn comes
+                records.append((key, entry))
+                continue
+            records.append({"key": key, "path": entry})
+            done.append((records[-1], *out))  # type: ignore[arg-type]
+        pieces: list[tuple[int, int, int]] = []
+        for i, (_, feats, _) in enumerate(done):
+            spans = windows(feats.shape[0], *self.window) if self.window else \
+                [(0, feats.shape[0])]
+            pieces += [(i, s, e) for s, e in spans]
+        post = self._score([(done[i][0]["key"], done[i][1][s:e]) for i, s, e in pieces])
+        rows: list[list[tuple[int, int, torch.Tensor]]] = [[] for _ in done]
+        for (i, s, e), p in zip(pieces, post):
+            rows[i].append((s, e, p))
+        for (rec, _, offset), r in zip(done, rows):
+            self._finish_record(rec, r, offset)
+        if self.packed.transcribes and done:
+            texts = self.packed.transcribe([f for _, f, _ in done], self.device,
+                                           self.window[0] if self.window else None,
+                                           self.batch_size)
+            for (rec, _, _), text in zip(done, texts):
+                rec["text"] = text
+        done.clear()
+        for rec in records:
+            if isinstance(rec, tuple):
+                yield self._recognize_long(*rec, skip_bad=skip_bad)
+            else:
+                yield rec
+        if failure is not None:
+            raise failure
+
+    def _recognize_long(self, key: str, entry: str, skip_bad: bool) -> dict[str, Any]:
+        """One long file in chunks: features computed ahead in a thread, windows scored as
+        they come; holds a few chunks, never the file."""
+        try:
+            offset, blocks = stream_features(entry.strip(), self.packed.feats, self.frontend,
+                                             key)
+            length, shift = self.window  # type: ignore[misc]
+            streamer = WindowStreamer(length, shift)
+            rows: list[tuple[int, int, torch.Tensor]] = []
+            pending: list[tuple[int, int, torch.Tensor]] = []
+            texts: list[str] = []
+            piece: list[torch.Tensor] = []
+
+            def flush(final: bool = False) -> None:
+                if len(pending) >= self.batch_size or (final and pending):
+                    post = self._score([(key, w) for _, _, w in pending])
+                    rows.extend((s, e, p) for (s, e, _), p in zip(pending, post))
+                    pending.clear()
+
+            def transcribe(final: bool = False) -> None:
+                # consecutive pieces of one window's length, as PackedModel.transcribe
+                cat = torch.cat(piece) if piece else torch.zeros(0)
+                cut = (cat.shape[0] // length) * length if not final else cat.shape[0]
+                chunks = [cat[s:s + length] for s in range(0, cut, length)]
+                if final and not chunks and not texts:
+                    chunks = [cat]
+                if chunks:
+                    texts.extend(self.packed.transcribe(chunks, self.device, None,
+                                                        self.batch_size))
+                piece[:] = [cat[cut:]] if cut < cat.shape[0] else []
+
+            for f in prefetch(blocks, 2):
+                f = self._normalise(key, f)
+                for w in streamer.push(f):
+                    pending.append(w)
+                    flush()
+                if self.packed.transcribes:
+                    piece.append(f)
+                    if sum(p.shape[0] for p in piece) >= 4 * length:
+                        transcribe()
+            pending.extend(streamer.finish())
+            flush(final=True)
+            rec = self._finish_record({"key": key, "path": entry}, rows, offset)
+            if self.packed.transcribes:
+                transcribe(final=True)
+                rec["text"] = " ".join(t for t in texts if t)
+            return rec
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            return {"key": key, "error": str(exc)}
 
 
 def _frames_per_second(params: dict[str, Any]) -> float:
