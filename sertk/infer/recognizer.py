@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -415,7 +414,7 @@ class Recognizer:
             if self.on_cpu else None
 
         def init() -> None:  # OpenMP's thread count is per thread: set it in each worker
-            if want and (threading.current_thread() is threading.main_thread() or not os.environ.get("SERTK_NOINIT")):
+            if want:
                 torch.set_num_threads(want)
 
         pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="sertk-infer",
