@@ -86,7 +86,13 @@ def _stop_launcher(tmp_path: Path, sig) -> tuple[int, list[int], str]:
     launcher = subprocess.Popen([str(LAUNCH), "JOB=1:2", str(tmp_path / "log.JOB"),
                                  sys.executable, str(tmp_path / "child.py"),
                                  str(tmp_path / "pids.JOB")],
-                                cwd=tmp_path, stderr=(tmp_path / "stderr").open("w"))
+                                cwd=tmp_path, stderr=(tmp_path / "stderr").open("w"),
+                                # as from a terminal: a shell started by a non-interactive
+                                # one in the background (CI) inherits SIGINT ignored, and bash
+                                # cannot trap a signal ignored on entry
+                                preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in
+                                                    (signal.SIGINT, signal.SIGTERM,
+                                                     signal.SIGHUP)])
     pid_files = [tmp_path / f"pids.{j}" for j in (1, 2)]
     pids: list[int] = []
     try:
