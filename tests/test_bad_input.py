@@ -684,9 +684,6 @@ def test_bad_model_is_one_line(tmp_path, packed, corpus, case):  # noqa: F811
               allow=allow)
 
 
-@pytest.mark.xfail(strict=True, reason="sertk/infer/recognizer.py (lean): predict_dump must "
-                                       "check the dump's feat_dim against the model's "
-                                       "input_dim (RuntimeError in the CMVN today)")
 def test_predict_on_features_of_other_dims_is_one_line(tmp_path, trained, dumped):
     d = _other_dim(dumped / "fold1" / "test", tmp_path / "test80", 80)
     one_error(sertk("predict", "--model", trained, "--data", d, "--out-dir", tmp_path / "o"),

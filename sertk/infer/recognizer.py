@@ -77,6 +77,10 @@ def predict_dump(packed: PackedModel, data_dir: str | Path, out_dir: str | Path,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ds = FeatsDataset(data_dir, None, require_labels=False)  # labels are the scorer's job
+    want = packed.config.get("input_dim")
+    if ds.dim is not None and want is not None and ds.dim != int(want):
+        raise SertkError(f"{data_dir}: features of dimension {ds.dim} (feat_dim), but the "
+                         f"model was trained on {want}: dump with the model's front end")
     tables = model_inputs(packed, data_dir, ds.keys)
     sampler = BucketBatchSampler(ds.lengths, batch_size, shuffle=False)
     loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=pad_collate)
