@@ -221,19 +221,8 @@ def probe_audio(entry: str, key: str = "?") -> float:
     if entry.endswith("|") or _ARK_RE.match(entry):
         wav, sr = read_entry(entry, key)
         return wav.shape[0] / sr
-    if os.path.isdir(entry):
-        raise DataError(f"utterance {key}: a directory, not an audio file: {entry}")
-    if not os.path.isfile(entry):
-        raise DataError(f"utterance {key}: audio file not found: {entry}")
-    if os.path.getsize(entry) == 0:
-        raise DataError(f"utterance {key}: audio file is empty (0 bytes): {entry}")
-    try:
-        info = sf.info(entry)
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise DataError(f"utterance {key}: cannot decode audio file {entry}: {exc}") from None
-    if info.frames <= 0:
-        raise DataError(f"utterance {key}: audio file has no samples: {entry}")
-    return info.frames / info.samplerate
+    sr, frames = file_info(entry, key)
+    return frames / sr
 
 
 def is_plain_file(entry: str) -> bool:
@@ -244,6 +233,8 @@ def is_plain_file(entry: str) -> bool:
 
 def file_info(path: str, key: str = "?") -> tuple[int, int]:
     """``(sample_rate, frames)`` of a plain audio file, from its header."""
+    if os.path.isdir(path):
+        raise DataError(f"utterance {key}: a directory, not an audio file: {path}")
     if not os.path.isfile(path):
         raise DataError(f"utterance {key}: audio file not found: {path}")
     if os.path.getsize(path) == 0:
