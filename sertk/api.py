@@ -55,9 +55,6 @@ class Recognizer:
         self._rec = _Recognizer(self.packed, self.device, batch_size, segment, shift)
         self.segment, self.shift = segment, shift
         self.batch_size = batch_size
-        from sertk.features.registry import build_frontend
-
-        self._frontend = build_frontend(self.packed.feats)
 
     @property
     def labels(self) -> list[str]:
@@ -121,21 +118,9 @@ class Recognizer:
             raise SertkError(f"{key}: audio arrays must hold numbers, got {x.dtype}")
         if x.size == 0:
             raise DataError(f"utterance {key}: no samples")
-        cfg = self.packed.feats
-        wav = to_model_input(x.astype(np.float32)[:, None], sample_rate, cfg.audio, key)
-        if cfg.trim:
-            from sertk.data.trim import speech_span
-
-            s, e = speech_span(wav.numpy(), cfg.sample_rate, **cfg.trim)
-            wav = wav[int(s * cfg.sample_rate):int(e * cfg.sample_rate)]
-        with torch.no_grad():
-            feats = self._frontend(wav)
-        if feats.shape[0] == 0:
-            raise DataError(f"utterance {key}: too short for one frame ({wav.numel()} samples "
-                            f"at {cfg.sample_rate} Hz)")
-        if not torch.isfinite(feats).all():
-            raise DataError(f"utterance {key}: features contain NaN/Inf")
-        return feats.float()
+        wav = to_model_input(x.astype(np.float32)[:, None], sample_rate,
+                             self.packed.feats.audio, key)
+        return self._rec.featurise(wav, key)[0]
 
     def _windows(self) -> tuple[int, int] | None:
         """Frames per window and shift: ``segment``/``shift``, else the model's

@@ -349,15 +349,24 @@ class Recognizer:
         by :func:`sertk.infer.stream.resample` (oneDNN in fixed-size blocks: the same filter,
         4x faster than PyTorch's own convolution, which inference uses otherwise)."""
         from sertk.data.audio import _resample, read_entry, to_mono
-        from sertk.data.trim import speech_span
 
-        cfg, offset = self.packed.feats, 0.0
+        cfg = self.packed.feats
         raw, sr = read_entry(entry, key)
         wav = to_mono(raw, cfg.audio, key, entry)
         del raw
         if sr != cfg.sample_rate:
             wav = resample(wav, sr, cfg.sample_rate) if polyphase(sr, cfg.sample_rate) \
                 else _resample(wav, sr, cfg.sample_rate)
+        return self.featurise(wav, key, f": {entry}")
+
+    def featurise(self, wav: torch.Tensor, key: str, where: str = ""
+                  ) -> tuple[torch.Tensor, float]:
+        """Features of a mono waveform at the front end's rate, trimmed as the model's
+        ``feats.yaml`` says; also the seconds trimmed at the start. ``where`` ends the
+        error lines (e.g. ``": <entry>"``)."""
+        from sertk.data.trim import speech_span
+
+        cfg, offset = self.packed.feats, 0.0
         if cfg.trim:
             s, e = speech_span(wav.numpy(), cfg.sample_rate, **cfg.trim)
             wav, offset = wav[int(s * cfg.sample_rate):int(e * cfg.sample_rate)], s
@@ -365,9 +374,9 @@ class Recognizer:
             feats = self.frontend(wav)
         if feats.shape[0] == 0:
             raise DataError(f"utterance {key}: too short for one frame ({wav.numel()} samples "
-                            f"at {cfg.sample_rate} Hz): {entry}")
+                            f"at {cfg.sample_rate} Hz){where}")
         if not torch.isfinite(feats).all():
-            raise DataError(f"utterance {key}: features contain NaN/Inf: {entry}")
+            raise DataError(f"utterance {key}: features contain NaN/Inf{where}")
         return feats.float(), offset
 
     def _normalise(self, key: str, feats: torch.Tensor) -> torch.Tensor:
