@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+import pytest
 
 from sertk.data.datadir import DataDir, validate
 from sertk.data.synth import FUNCTION_WORDS, WORD_CLASS, WORDS, make_dialogues, transcript
@@ -74,3 +75,21 @@ def test_ctm_aligns_each_word_to_its_syllable(corpus):
         ends = [w.start + w.dur for w in words]
         assert all(w.dur > 0 for w in words) and ends[-1] <= float(durs[utt])
         assert all(e <= b.start for e, b in zip(ends, words[1:])), utt  # no overlaps
+
+
+def test_fusion_variant_fixes_length_and_blends_the_audio_of_a_valence_pair(tmp_path):
+    from sertk.data.synth import AROUSAL_PARTNER, STYLES, audio_style, make_corpus
+
+    for emo, partner in AROUSAL_PARTNER.items():
+        assert audio_style(emo, 1.0) == STYLES[emo]
+        assert audio_style(emo, 0.0) == audio_style(partner, 0.0)  # the pair sounds alike
+        half = audio_style(emo, 0.5)
+        assert min(STYLES[emo].rate, STYLES[partner].rate) <= half.rate <= \
+            max(STYLES[emo].rate, STYLES[partner].rate)
+    with pytest.raises(ValueError, match="audio_valence"):
+        audio_style("happy", 1.5)
+    d = make_corpus(tmp_path / "wav", tmp_path / "data", num_speakers=2, utts_per_emotion=2,
+                    words=5, audio_valence=0.0)
+    text = DataDir(d).table("text")
+    assert {len(line.split()) for line in text.values()} == {5}
+    validate(d)

@@ -160,14 +160,23 @@ def folds(data_dir: Path, out_dir: Path,
 def synth(wav_dir: Path, data_dir: Path, speakers: int = typer.Option(10),
           utts_per_emotion: int = typer.Option(5), seed: int = typer.Option(0),
           min_dur: float = typer.Option(1.5, help="shortest utterance (s)"),
-          max_dur: float = typer.Option(2.5, help="longest utterance (s)")) -> None:
+          max_dur: float = typer.Option(2.5, help="longest utterance (s)"),
+          words: int = typer.Option(0, help="words per transcript (0: one per syllable, so "
+                                    "the length follows the speaking rate)"),
+          audio_valence: float = typer.Option(1.0, help="how much of the valence the audio "
+                                              "tells, 0-1 (0: happy/angry and sad/neutral "
+                                              "sound alike)")) -> None:
     """Synthesise the small emotional corpus of the mini recipe (sertk.data.synth)."""
     from sertk.data.synth import make_corpus
 
     if not 0 < min_dur <= max_dur:
         raise DataError(f"need 0 < --min-dur <= --max-dur, got {min_dur} and {max_dur}")
+    if words < 0 or not 0 <= audio_valence <= 1:
+        raise DataError(f"need --words >= 0 and 0 <= --audio-valence <= 1, got {words} and "
+                        f"{audio_valence}")
     make_corpus(wav_dir, data_dir, num_speakers=speakers, utts_per_emotion=utts_per_emotion,
-                seed=seed, duration=(min_dur, max_dur))
+                seed=seed, duration=(min_dur, max_dur), words=words or None,
+                audio_valence=audio_valence)
     typer.echo(f"{data_dir}: synthetic corpus written (audio under {wav_dir})")
 
 

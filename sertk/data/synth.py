@@ -21,7 +21,7 @@ so the task is learnable but not trivial.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,26 @@ STYLES: dict[str, EmotionStyle] = {
     "sad": EmotionStyle(0.85, 0.7, -2.5, 0.3, 2.8, 2.0, 0.004),
     "angry": EmotionStyle(1.20, 3.0, -1.5, 1.0, 5.5, 0.7, 0.03),
 }
+# the emotion of the same arousal and the other valence: with ``audio_valence`` below 1 a style
+# moves towards the mean of its pair, so the audio tells arousal but less of valence
+AROUSAL_PARTNER = {"happy": "angry", "angry": "happy", "sad": "neutral", "neutral": "sad"}
+
+
+def audio_style(emotion: str, audio_valence: float = 1.0) -> EmotionStyle:
+    """The prosody of ``emotion`` with a fraction ``audio_valence`` of what sets it apart from
+    its :data:`AROUSAL_PARTNER` (1: :data:`STYLES` as they are; 0: the pair sounds alike, so
+    only the words can tell it apart)."""
+    if not 0.0 <= audio_valence <= 1.0:
+        raise ValueError(f"audio_valence must be in [0, 1], got {audio_valence}")
+    own = STYLES[emotion]
+    partner = STYLES.get(AROUSAL_PARTNER.get(emotion, ""))
+    if audio_valence == 1.0 or partner is None:
+        return own
+    mix = {f.name: (0.5 + 0.5 * audio_valence) * getattr(own, f.name)
+           + (0.5 - 0.5 * audio_valence) * getattr(partner, f.name) for f in fields(own)}
+    return EmotionStyle(**mix)
+
+
 VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240], [530, 1840, 2480],
                    [570, 840, 2410], [440, 1020, 2240], [660, 1720, 2410]], dtype=float)
 
@@ -155,9 +175,10 @@ def listener_labels(emotion: str, emotions: list[str], rng: np.random.Generator)
     return " ".join(tokens)
 
 
-# transcripts: one word per syllable; content words carry valence (happy positive, sad and
-# angry negative, neutral neutral) in a fraction TEXT_INFORMATIVE of the utterances, and a
-# class drawn at random otherwise, so the words tell valence but not arousal, and only in part
+# transcripts: one word per syllable (or a fixed number of words); content words carry valence
+# (happy positive, sad and angry negative, neutral neutral) in a fraction TEXT_INFORMATIVE of the
+# utterances, and a class drawn at random otherwise, so the words tell valence but not arousal
+# (with one word per syllable, the length follows the speaking rate), and only in part
 WORDS = {
     "positive": "great wonderful lovely glad fun sunny win gift smile party sweet bright".split(),
     "negative": "awful terrible lost broken late pain alone rain wrong hate worst fail".split(),
@@ -233,8 +254,8 @@ def make_dialogues(utt2spk: dict[str, str], utt2emo: dict[str, str],
 
 def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 10,
                 utts_per_emotion: int = 5, emotions: list[str] | None = None, seed: int = 0,
-                sample_rate: int = 16000, duration: tuple[float, float] = (1.5, 2.5)
-                ) -> Path:
+                sample_rate: int = 16000, duration: tuple[float, float] = (1.5, 2.5),
+                words: int | None = None, audio_valence: float = 1.0) -> Path:
     """Write wav files under ``out_dir`` and a Kaldi data directory at ``data_dir``.
 
     Utterance ids are ``<spk>_<emotion>_<n>`` so that they sort with their speaker. Every fifth
@@ -244,9 +265,17 @@ def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 1
     ``text`` (:func:`transcript`), its word alignment ``ctm`` (:func:`ctm_lines`) and
     ``utt2dialog`` (:func:`make_dialogues`), drawn from
     generators of their own so that the audio does not depend on them.
+
+    The defaults give the corpus of the mini recipe's results. For fusion experiments,
+    ``words`` fixes the transcript length (one word per syllable otherwise, so the length
+    follows the speaking rate and tells arousal) and ``audio_valence`` < 1 blends each
+    emotion's prosody with that of the other valence at the same arousal
+    (:func:`audio_style`): with ``words=6, audio_valence=0`` the audio tells arousal only and
+    the words valence only (in part), so neither modality alone is enough.
     """
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     emotions = emotions or list(STYLES)
+    styles = {emo: audio_style(emo, audio_valence) for emo in emotions}
     rng = np.random.default_rng(seed)
     label_rng = np.random.default_rng([seed, 1])
     text_rng = np.random.default_rng([seed, 2])
@@ -260,11 +289,11 @@ def make_corpus(out_dir: str | Path, data_dir: str | Path, num_speakers: int = 1
                 utt = f"{spk.name}_{emo}_{k:02d}"
                 dur = float(rng.uniform(*duration))
                 drawn: dict[str, Any] = {}
-                wav = synthesize(STYLES[emo], spk, rng, sample_rate, dur, drawn)
-                dims = dimensions(emo, STYLES[emo], drawn, label_rng)
+                wav = synthesize(styles[emo], spk, rng, sample_rate, dur, drawn)
+                dims = dimensions(emo, styles[emo], drawn, label_rng)
                 utt2dim[utt] = " ".join(f"{v:.3f}" for v in dims)
                 utt2listener[utt] = listener_labels(emo, emotions, label_rng)
-                text[utt] = transcript(emo, int(drawn["syllables"]), text_rng)
+                text[utt] = transcript(emo, words or int(drawn["syllables"]), text_rng)
                 ctm += ctm_lines(utt, drawn["spans"], text[utt])
                 path = (out_dir / spk.name / f"{utt}.{'flac' if odd_format else 'wav'}").resolve()
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,9 @@
 # synthetic speakers (alternating male/female), utterances of --min_dur to --max_dur seconds.
 # Speaker-independent folds (--folds, default 1): fold k tests on the k-th pair of speakers
 # from the end, which never appear in its train or dev sets; --dev_speakers of the other
-# speakers form each fold's dev set.
+# speakers form each fold's dev set. For fusion experiments, --words N fixes the transcript length
+# (default 0: one word per syllable) and --audio_valence A < 1 makes happy/angry and sad/neutral
+# sound alike (0: the audio tells arousal only, the words valence only, in part).
 set -euo pipefail
 datadir=data
 speakers=10
@@ -14,11 +16,14 @@ max_dur=2.5
 folds=1
 dev_speakers=2
 seed=0
+words=0
+audio_valence=1.0
 . parse_options.sh
 
 rm -rf "$datadir/all" "$datadir/folds"
 sertk data synth "$datadir/wav" "$datadir/all" --speakers "$speakers" \
-  --utts-per-emotion "$utts_per_emotion" --seed "$seed" --min-dur "$min_dur" --max-dur "$max_dur"
+  --utts-per-emotion "$utts_per_emotion" --seed "$seed" --min-dur "$min_dur" --max-dur "$max_dur" \
+  --words "$words" --audio-valence "$audio_valence"
 # per-token vectors of the aligned words (data/all/ctm) for semantic_fusion's semantic stream
 # (ser.sh --semantic_ctm data/all/ctm --semantic_vectors data/all/token_vectors.txt): the
 # synthetic audio carries no word identity, so no speech embedding of a word segment could tell
