@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -35,9 +37,14 @@ def register(app: typer.Typer) -> None:
                                                     "\"text\"} (audio and transcript)"),
               backend: str = typer.Option("torch", help="torch or onnxruntime (the graph "
                                                         "of `sertk export`; docs/onnx.md)"),
-              num_workers: int = typer.Option(2, help="threads reading, resampling and "
-                                                      "featurising files ahead of the model "
-                                                      "(0: all in one thread)"),
+              nj: int = typer.Option(0, "--nj", help="processes, each recognising every "
+                                                      "N-th file in one thread (0: one per "
+                                                      "CPU core for 64 files or more, else "
+                                                      "1); CPU and torch backend only"),
+              num_workers: int = typer.Option(2, help="with --nj 1: threads reading, "
+                                                      "resampling and featurising files "
+                                                      "ahead of the model (0: all in one "
+                                                      "thread)"),
               timeline: Path = typer.Option(None, help="with --segment: per file, write "
                                                        "DIR/<key>.csv, .json and .png, the "
                                                        "posteriors of its windows over time"),
@@ -45,8 +52,10 @@ def register(app: typer.Typer) -> None:
         """Write one JSON line per file: key, label and the posterior of every class (and
         text, the transcript, for a model with a CTC head packed with its tokenizer).
 
-        Files are read and featurised by --num-workers threads ahead of the model and
-        results stream out in input order; memory does not grow with the number of files.
+        On a CPU, --nj processes forked after the model is loaded share the files (every
+        N-th each); otherwise --num-workers threads read and featurise files ahead of the
+        model. Results stream out in input order; memory does not grow with the number of
+        files.
         With --segment, files longer than a minute are read in chunks (an hour of audio in
         bounded memory) and --timeline DIR draws each file's emotions over time."""
         from sertk.infer.packed import load_packed
@@ -63,8 +72,9 @@ def register(app: typer.Typer) -> None:
             raise SertkError("give exactly one of --wav-list, --wav-scp, --dir, --jsonl")
         if timeline is not None and not segment:
             raise SertkError("--timeline needs --segment (the window length in seconds)")
-        if num_workers < 0:
-            raise SertkError(f"--num-workers must be 0 or more, got {num_workers}")
+        if num_workers < 0 or nj < 0:
+            raise SertkError(f"--num-workers and --nj must be 0 or more, got {num_workers} "
+                             f"and {nj}")
         from sertk.data.kaldi_table import read_table
 
         texts = read_table(text, 1) if text else None
@@ -76,6 +86,11 @@ def register(app: typer.Typer) -> None:
                      inputs_from_wav_scp(wav_scp) if wav_scp else inputs_from_dir(directory))
         from sertk.export.onnx_runtime import load_backend
 
+        nj = _jobs(nj, items, device, backend)
+        if nj > 1:  # each process runs in one thread, this one too: a pool of more threads
+            import torch  # inherited by the forked processes costs them ~30 % more CPU
+
+            torch.set_num_threads(1)
         packed = load_backend(load_packed(model, device), backend, model, device)
         rec = Recognizer(packed, device, batch_size, segment, shift,
                          read_table(utt2spk, 2, 2) if utt2spk else None, texts,
@@ -84,8 +99,9 @@ def register(app: typer.Typer) -> None:
             from sertk.infer.timeline import write_timeline
         fh = out.open("w") if out else sys.stdout
         n_ok, errors = 0, []
+        records = _records(rec, items, nj, skip_bad, progress and out is not None)
         try:
-            for r in rec.recognize(items, skip_bad=skip_bad, progress=progress and out is not None):
+            for r in records:
                 if "error" in r:
                     errors.append(r["error"])
                     continue
@@ -102,6 +118,31 @@ def register(app: typer.Typer) -> None:
                    + (f" -> {out}" if out else "")
                    + (f"; timelines in {timeline}" if timeline is not None else ""), err=True)
         _skip_teardown()
+
+
+def _jobs(nj: int, items: list[tuple[str, str]], device: str, backend: str) -> int:
+    """``--nj``: 0 is one process per usable core for 64 files or more (else 1); 1 for a
+    GPU, the onnxruntime backend or a single file."""
+    import os
+
+    if device != "cpu" or backend != "torch" or len(items) < 2:
+        return 1
+    if nj == 0:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            (os.cpu_count() or 1)
+        nj = cores if len(items) >= 64 else 1
+    return min(nj, len(items))
+
+
+def _records(rec: Any, items: list[tuple[str, str]], nj: int, skip_bad: bool,
+             progress: bool) -> Iterator[dict[str, Any]]:
+    """The recogniser's records for ``items``: in ``nj`` forked processes where it can
+    (:mod:`sertk.infer.shards`), else in this one with its threads."""
+    from sertk.infer.shards import can_shard, recognize_sharded
+
+    if nj > 1 and can_shard(rec):
+        return recognize_sharded(rec, items, nj, skip_bad, progress)
+    return rec.recognize(items, skip_bad=skip_bad, progress=progress)
 
 
 def _skip_teardown() -> None:

@@ -145,7 +145,7 @@ def to_mono(wav: np.ndarray, cfg: AudioConfig, key: str = "?", entry: str | None
     """Downmix or select a channel of ``wav [n, channels]`` (no resampling), checking that the
     samples are finite; a 1-D float32 tensor."""
     if cfg.channel is None:
-        mono = wav.mean(axis=1)
+        mono = wav[:, 0] if wav.shape[1] == 1 else wav.mean(axis=1)
     else:
         if cfg.channel >= wav.shape[1]:
             raise DataError(f"utterance {key}: channel {cfg.channel} requested but the audio "

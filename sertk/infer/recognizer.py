@@ -210,6 +210,10 @@ class Recognizer:
     (``text`` input) needs ``texts`` (``{key: transcript}``); every window of a file gets the
     file's transcript.
 
+    On a CPU a model with 2-D convolutions runs in the channels-last layout
+    (``channels_last``; :func:`use_channels_last`) when that gives its posteriors on a probe
+    input: about 1.8x faster for ``cnn_asp``, whose NCHW max pooling is slow on a CPU.
+
     Memory does not grow with the number of inputs: ``num_workers`` threads read, resample
     and featurise files ahead of the model (at most ``lookahead`` files, default
     ``max(4 batch_size, 2 num_workers)``); within those, pieces are sorted by length into
@@ -234,15 +238,18 @@ class Recognizer:
     stream_seconds: float = 60.0
     torch_threads: int | None = None
     onednn: bool = False
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         self.frontend = build_frontend(self.packed.feats)
         self.packed.model.to(self.device).eval()
+        self.on_cpu = torch.device(self.device).type == "cpu"
         if (self.packed.config.get("train") or {}).get("channels_last"):
             # as trained (sertk.train.trainer): NHWC 2-D convolutions and pooling, 1.5-2x
             # faster on a CPU (max pooling of an NCHW map is slow there)
             self.packed.model.to(memory_format=torch.channels_last)
-        self.on_cpu = torch.device(self.device).type == "cpu"
+        elif self.on_cpu and self.channels_last:
+            self.channels_last = use_channels_last(self.packed)
         if self.batch_size is None:
             self.batch_size = 1 if self.on_cpu else 16
         self.fps = _frames_per_second(self.packed.feats.params)
@@ -572,6 +579,30 @@ class Recognizer:
             if not skip_bad:
                 raise
             return {"key": key, "error": str(exc)}
+
+
+def use_channels_last(packed: PackedModel, frames: int = 200, tol: float = 1e-5) -> bool:
+    """Switch a model with 2-D convolutions or pooling to the channels-last layout if its
+    posteriors for a probe input (``frames`` random feature frames) stay within ``tol`` of
+    the contiguous layout's; otherwise (or if the model fails in that layout) leave it as it
+    is. True when switched."""
+    model = packed.model
+    layers = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
+    if not any(isinstance(m, layers) for m in model.modules()):
+        return False
+    gen = torch.Generator().manual_seed(0)
+    probe = [torch.randn(frames, int(packed.config["input_dim"]), generator=gen)]
+    try:
+        with torch.no_grad():
+            ref = posteriors(packed, probe, "cpu")
+            model.to(memory_format=torch.channels_last)
+            out = posteriors(packed, probe, "cpu")
+        if (out - ref).abs().max().item() <= tol:
+            return True
+    except Exception:  # noqa: BLE001  (e.g. a .view() of an NHWC map: keep the layout)
+        pass
+    model.to(memory_format=torch.contiguous_format)
+    return False
 
 
 def _frames_per_second(params: dict[str, Any]) -> float:
