@@ -27,20 +27,53 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def tree_pss(pid: int) -> int:
+    """Proportional set size (bytes) of ``pid`` and its descendants: memory shared between
+    them (libraries, copy-on-write pages after a fork) counted once in all."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:  # ended meanwhile
+            continue
+        todo += map(int, kids)
+    return total
+
+
 def run(checkout: Path, args: list[str], log: Path) -> dict[str, float]:
-    """One child ``python -m sertk.cli.main infer ...`` with ``checkout`` first on the path."""
+    """One child ``python -m sertk.cli.main infer ...`` with ``checkout`` first on the path:
+    wall and CPU seconds (its forked processes included), the peak RSS of its largest
+    process and the peak PSS of all its processes together (sampled every 20 ms)."""
     env = dict(os.environ, PYTHONPATH=str(checkout))
     cmd = [sys.executable, "-m", "sertk.cli.main", "infer", *args]
     t = time.perf_counter()
+    peak = 0
     with open(log, "wb") as err:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err,
                                 cwd=tempfile.gettempdir())
-        _, status, usage = os.wait4(proc.pid, 0)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, tree_pss(proc.pid))
+            time.sleep(0.02)
     wall = time.perf_counter() - t
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed ({log}): {' '.join(cmd)}")
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "rss": usage.ru_maxrss / 1024 ** 2}
+            "rss": usage.ru_maxrss / 1024 ** 2, "pss": peak / 1024 ** 3}
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() \
+            else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def records(path: Path) -> dict[str, dict]:
@@ -89,15 +122,18 @@ def main() -> None:
     load.append(os.getloadavg()[0])
     lines = [f"`sertk infer` on {n} files ({a.wav_list}), model {Path(a.model).name}: "
              f"commit {a.commit} (old) vs {head} (new), {a.rounds} alternating rounds; "
-             f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+             f"{os.cpu_count()} cores, {cpu_name()}, "
              f"1-min load {load[0]:.2f} before, {load[1]:.2f} after.", "",
              "| round | old wall s | new wall s | old / new | old CPU s | new CPU s | "
-             "old peak RSS GB | new peak RSS GB | old / new |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "old peak RSS GB | new peak RSS GB | old peak PSS GB | new peak PSS GB | "
+             "old / new (PSS) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r, (o, w) in enumerate(zip(rows["old"], rows["new"]), 1):
         lines.append(f"| {r} | {o['wall']:.1f} | {w['wall']:.1f} | {o['wall'] / w['wall']:.2f}x "
                      f"| {o['cpu']:.1f} | {w['cpu']:.1f} | {o['rss']:.2f} | {w['rss']:.2f} | "
-                     f"{o['rss'] / w['rss']:.2f}x |")
+                     f"{o['pss']:.2f} | {w['pss']:.2f} | {o['pss'] / w['pss']:.2f}x |")
+    lines += ["", "RSS: the largest single process (what `/usr/bin/time` reports); PSS: all "
+              "processes of the run together, shared pages counted once (sampled every 20 ms)."]
     lines += ["", compare(work / "old.jsonl", work / "new.jsonl") + "."]
     report = "\n".join(lines)
     print(report)

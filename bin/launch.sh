@@ -17,26 +17,16 @@
 # (LAUNCH_KILL_GRACE seconds, default 5), notes the kill in each job's log, and dies of the
 # signal it received (exit status 128+N).
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/job_common.sh"
 max_jobs=0
 if [ "${1:-}" = "--max-jobs-run" ]; then max_jobs=$2; shift 2; fi
-first=1; last=1; var=""
-if [[ "${1:-}" =~ ^([A-Za-z_]+)=([0-9]+):([0-9]+)$ ]]; then
-  var=${BASH_REMATCH[1]}; first=${BASH_REMATCH[2]}; last=${BASH_REMATCH[3]}; shift
-elif [[ "${1:-}" =~ ^([A-Za-z_]+)=([0-9]+)$ ]]; then
-  var=${BASH_REMATCH[1]}; first=${BASH_REMATCH[2]}; last=$first; shift
-fi
+if job_parse_range "${1:-}"; then shift; fi
+first=$job_first; last=$job_last; var=$job_var
 if [ $# -lt 2 ]; then
   echo "usage: $0 [--max-jobs-run N] [JOB=1:N] LOGFILE COMMAND..." >&2; exit 1
 fi
 log=$1; shift
-cmd=""
-for arg in "$@"; do
-  case $arg in
-    '|' | '||' | '&&' | ';' | '<' | '>' | '>>' | '2>&1') cmd+="$arg " ;;
-    *) printf -v quoted '%q' "$arg"; cmd+="$quoted " ;;
-  esac
-done
-cmd=${cmd% }
+cmd=$(job_command_line "$@")
 pids=(); logs=()
 # one job: header, the command, footer with its exit status (args: LOG COMMAND)
 job_body='start=$(date +%s)
