@@ -29,16 +29,28 @@ def dump(data_dir: Path, dump_dir: Path,
          nj: int = typer.Option(1, "--nj", help="parallel jobs"),
          skip_bad: bool = typer.Option(False, help="skip unreadable utterances (counted, listed "
                                                    "in DUMP/skipped) instead of stopping"),
-         progress: bool = typer.Option(True, help="show a progress bar")) -> None:
-    """Compute features for DATA_DIR into DUMP_DIR/feats.{ark,scp} + utt2num_frames."""
+         progress: bool = typer.Option(True, help="show a progress bar"),
+         job: int = typer.Option(None, help="compute only part JOB of --nj (a job array's "
+                                            "task; then --merge)"),
+         merge: bool = typer.Option(False, help="write the tables from the --nj finished "
+                                                 "parts")) -> None:
+    """Compute features for DATA_DIR into DUMP_DIR/feats.{ark,scp} + utt2num_frames.
+
+    On a cluster: `$cmd JOB=1:N log/dump.JOB.log sertk feats dump --nj N --job JOB ...`,
+    then `sertk feats dump --nj N --merge ...` with the same DATA_DIR, DUMP_DIR and --conf."""
+    from sertk.errors import SertkError
     from sertk.features import FeatureConfig
     from sertk.features.dump import dump as run
 
     init_logging()
+    if job is not None and merge:
+        raise SertkError("give --job or --merge, not both")
     _check_scp_path(dump_dir)
     rep = run(data_dir, dump_dir, FeatureConfig.load(conf), nj=nj, skip_bad=skip_bad,
-              progress=progress)
-    typer.echo(f"{dump_dir}: {rep.num_utts} utterances, {rep.num_frames} frames, dim {rep.dim}"
+              progress=progress, job=job, merge=merge)
+    what = f"part {job} of {nj}: " if job is not None else ""
+    frames = "" if job is not None else f", {rep.num_frames} frames, dim {rep.dim}"
+    typer.echo(f"{dump_dir}: {what}{rep.num_utts} utterances{frames}"
                + (f", {len(rep.skipped)} skipped" if rep.skipped else ""))
 
 

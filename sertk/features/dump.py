@@ -137,12 +137,45 @@ def _write_job(job: int, items: list[tuple[str, str, float, float | None, str | 
 
 
 def dump(data_dir: str | Path, dump_dir: str | Path, cfg: FeatureConfig, nj: int = 1,
-         skip_bad: bool = False, progress: bool = True) -> DumpReport:
+         skip_bad: bool = False, progress: bool = True, job: int | None = None,
+         merge: bool = False) -> DumpReport:
     """Compute features for every utterance of ``data_dir`` into ``dump_dir``.
 
     A bad utterance stops the dump with an error naming it, unless ``skip_bad``: then it is
     left out, listed in ``DUMP/skipped`` and counted in the report and the log.
+
+    As a Kaldi job array (a cluster runs the parts, ``ser.sh --dump_cmd``): ``job`` J
+    computes only part J of ``nj`` (``DUMP/data/feats.J.*``, no tables), and ``merge``
+    writes the tables from the ``nj`` finished parts; both take the same data directory,
+    config and ``nj``, which fix the parts.
     """
+    d, jobs = _plan(data_dir, dump_dir, cfg, nj, skip_bad)
+    dump_dir = Path(dump_dir).resolve()
+    if job is not None:
+        if not 1 <= job <= len(jobs):
+            raise DataError(f"--job must be in 1..{len(jobs)}, got {job}")
+        skipped = _run_jobs([jobs[job - 1]], len(jobs[job - 1][1]), progress)
+        _write_lines(dump_dir / "data" / f"skipped.{job}", skipped)
+        return DumpReport(num_utts=len(jobs[job - 1][1]) - len(skipped), skipped=skipped)
+    if merge:
+        skipped = []
+        for j in range(1, len(jobs) + 1):
+            if not (dump_dir / "data" / f"feats.{j}.scp").is_file():
+                raise DataError(f"{dump_dir}: part {j} of {len(jobs)} is not finished "
+                                f"(no data/feats.{j}.scp; see log/dump.{j}.log)")
+            part = dump_dir / "data" / f"skipped.{j}"
+            skipped += part.read_text().splitlines() if part.is_file() else []
+    else:
+        log.info("dumping %s features for %d utterances of %s with %d jobs (logs: "
+                 "%s/log/dump.*.log)", cfg.name, len(d.utts), data_dir, len(jobs), dump_dir)
+        skipped = _run_jobs(jobs, len(d.utts), progress)
+    return _merge(d, dump_dir, cfg, len(jobs), skipped)
+
+
+def _plan(data_dir: str | Path, dump_dir: str | Path, cfg: FeatureConfig, nj: int,
+          skip_bad: bool) -> tuple[DataDir, list[tuple]]:
+    """The checked data directory and the ``_job`` arguments of its ``nj`` parts; removes
+    the tables that point into the arks about to be rewritten."""
     problems = validate(data_dir, check_audio=False, require_labels=False)
     if problems:
         raise DataError(f"{data_dir}: invalid data directory: {problems[0]}")
@@ -167,12 +200,21 @@ def dump(data_dir: str | Path, dump_dir: str | Path, cfg: FeatureConfig, nj: int
         jobs.append((j + 1, items, cfg.to_dict(), str(dump_dir / "data" / f"feats.{j + 1}.ark"),
                      str(dump_dir / "data" / f"feats.{j + 1}.scp"),
                      str(dump_dir / "log" / f"dump.{j + 1}.log"), skip_bad))
-    log.info("dumping %s features for %d utterances of %s with %d jobs (logs: %s/log/dump.*.log)",
-             cfg.name, len(utts), data_dir, nj, dump_dir)
     for old in ("feats.scp", "utt2num_frames", "feat_dim"):  # they point into the arks
         (dump_dir / old).unlink(missing_ok=True)             # about to be rewritten
-    skipped = _run_jobs(jobs, len(utts), progress)
+    return d, jobs
 
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    if lines:
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _merge(d: DataDir, dump_dir: Path, cfg: FeatureConfig, nj: int, skipped: list[str]
+           ) -> DumpReport:
+    """The dump directory's tables from its ``nj`` finished parts."""
     scp: dict[str, str] = {}
     shapes: dict[str, str] = {}
     for j in range(1, nj + 1):
@@ -187,10 +229,10 @@ def dump(data_dir: str | Path, dump_dir: str | Path, cfg: FeatureConfig, nj: int
     report = DumpReport(num_utts=len(scp), skipped=skipped)
     report.num_frames = sum(int(v.split()[0]) for v in shapes.values())
     report.dim = int((dump_dir / "feat_dim").read_text())
+    _write_lines(dump_dir / "skipped", skipped)
     if skipped:
-        (dump_dir / "skipped").write_text("\n".join(skipped) + "\n")
         log.warning("skipped %d of %d utterances (listed in %s/skipped); first: %s",
-                    len(skipped), len(utts), dump_dir, skipped[0])
+                    len(skipped), len(d.utts), dump_dir, skipped[0])
     log.info("wrote %d utterances, %d frames, dim %d to %s/feats.scp", report.num_utts,
              report.num_frames, report.dim, dump_dir)
     return report

@@ -71,6 +71,8 @@ help_message="Usage: $0 [options]
                                6 final model on all the data: only when asked for)
   --folds 'fold1 fold2'        folds to run (default: all under \$datadir/folds)
   --nj N                       feature dump jobs (default $nj)
+  --dump_cmd 'CMD'             run the dump as a job array of --nj parts through CMD, then
+                               merge (cmd.sh sets it for Slurm; empty: sertk's own processes)
   --ngpu N | --nproc N         DDP training on N GPUs / N CPU processes
   --num_nodes N                ... on each of N Slurm nodes (srun + torchrun; docs/cluster.md)
   --fold_jobs N                folds trained side by side (e.g. 2 on a 2-core CPU)
@@ -98,6 +100,7 @@ help_message="Usage: $0 [options]
 . ./path.sh
 run_cmd=${SERTK_RUN_CMD:-$(shell_quote.sh "$0" "$@")}  # quoted in RESULTS.md
 . ./cmd.sh
+dump_cmd=${dump_cmd:-}  # a corpus's own cmd.sh may not set it
 . parse_options.sh
 
 [ -f "$feats_config" ] || { log "feature config not found: $feats_config"; exit 1; }
@@ -157,7 +160,13 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
       log "features already dumped in $2"; return
     fi
     rm -f "$2/.done"
-    sertk feats dump --conf "$feats_config" --nj "$nj" $progress_flag "$1" "$2"
+    if [ -n "$dump_cmd" ]; then  # Kaldi style: one task per part, then the merged tables
+      ${dump_cmd} JOB=1:"$nj" "$2/log/dump_task.JOB.log" sertk feats dump --no-progress \
+        --conf "$feats_config" --nj "$nj" --job JOB "$1" "$2"
+      sertk feats dump --conf "$feats_config" --nj "$nj" --merge "$1" "$2"
+    else
+      sertk feats dump --conf "$feats_config" --nj "$nj" $progress_flag "$1" "$2"
+    fi
     cp "$feats_config" "$2/.conf.yaml"
     touch "$2/.done"
   }
