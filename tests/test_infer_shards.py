@@ -30,6 +30,16 @@ def files(tmp_path_factory):
     return items
 
 
+def _same_records(got: list[dict], ref: list[dict]) -> None:
+    """Same keys, paths and labels; posteriors equal up to float summation order (the
+    processes compute in one thread, this one maybe in several)."""
+    assert [{k: v for k, v in r.items() if k != "posteriors"} for r in got] == \
+        [{k: v for k, v in r.items() if k != "posteriors"} for r in ref]
+    for a, b in zip(got, ref):
+        assert a["posteriors"].keys() == b["posteriors"].keys()
+        assert all(abs(a["posteriors"][c] - b["posteriors"][c]) <= 1e-5 for c in a["posteriors"])
+
+
 @pytest.mark.parametrize("jobs", [2, 3])
 def test_sharded_records_equal_one_process(files, jobs):
     rec = Recognizer(load_packed(MODEL), num_workers=0)
@@ -37,7 +47,7 @@ def test_sharded_records_equal_one_process(files, jobs):
     ref = list(rec.recognize(files, progress=False))
     got = list(recognize_sharded(rec, files, jobs, progress=False))
     assert [r["key"] for r in got] == [k for k, _ in files]
-    assert got == ref  # same floats: the same code in each process
+    _same_records(got, ref)
 
 
 def test_bad_file_is_raised_at_its_place_or_skipped(files, tmp_path):
@@ -81,7 +91,7 @@ def test_cli_nj_gives_the_same_lines(files, tmp_path):
                          "--nj", nj, "--no-progress")
         assert f"{len(files)} files recognised" in proc.stderr
         outs[nj] = [json.loads(line) for line in out.read_text().splitlines()]
-    assert outs[1] == outs[2]
+    _same_records(outs[2], outs[1])
     bad = run_sertk("infer", "--model", MODEL, "--wav-list", wav_list, "--nj", "-1",
                     check=False)
     assert bad.returncode != 0 and "--nj must be 0 or more" in bad.stderr
