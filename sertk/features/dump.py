@@ -154,7 +154,12 @@ def dump(data_dir: str | Path, dump_dir: str | Path, cfg: FeatureConfig, nj: int
     if job is not None:
         if not 1 <= job <= len(jobs):
             raise DataError(f"--job must be in 1..{len(jobs)}, got {job}")
-        skipped = _run_jobs([jobs[job - 1]], len(jobs[job - 1][1]), progress)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as the --nj workers: the same features, bit for bit
+        try:
+            skipped = _run_jobs([jobs[job - 1]], len(jobs[job - 1][1]), progress)
+        finally:
+            torch.set_num_threads(threads)
         _write_lines(dump_dir / "data" / f"skipped.{job}", skipped)
         return DumpReport(num_utts=len(jobs[job - 1][1]) - len(skipped), skipped=skipped)
     if merge:
