@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sertk.bench.common import cpu_model  # noqa: E402
 
 
 def tree_pss(pid: int) -> int:
@@ -68,14 +70,6 @@ def run(checkout: Path, args: list[str], log: Path, sample: bool) -> dict[str, f
         sys.exit(f"failed ({log}): {' '.join(cmd)}")
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
             "rss": usage.ru_maxrss / 1024 ** 2, "pss": peak / 1024 ** 3}
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() \
-            else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def records(path: Path) -> dict[str, dict]:
@@ -124,7 +118,7 @@ def main() -> None:
     load.append(os.getloadavg()[0])
     lines = [f"`sertk infer` on {n} files ({a.wav_list}), model {Path(a.model).name}: "
              f"commit {a.commit} (old) vs {head} (new), {a.rounds} alternating rounds; "
-             f"{os.cpu_count()} cores, {cpu_name()}, "
+             f"{os.cpu_count()} cores, {cpu_model()}, "
              f"1-min load {load[0]:.2f} before, {load[1]:.2f} after.", "",
              "| round | old wall s | new wall s | old / new | old CPU s | new CPU s | "
              "old peak RSS GB | new peak RSS GB | old / new (RSS) |",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sertk.bench.common import cpu_model  # noqa: E402
 from sertk.errors import SertkError  # noqa: E402
 from sertk.features.registry import FeatureConfig, build_frontend  # noqa: E402
 from sertk.losses import build_loss  # noqa: E402
@@ -201,17 +201,6 @@ def compile_note(first: float, second: float) -> str:
     breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
     return (f"compiling: step 1 {first:.1f} s, step 2 {second:.1f} s (dropout on); "
             f"{breaks} graph break{'' if breaks == 1 else 's'}")
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform's guess elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def table(rows: list[Row]) -> list[str]:
