@@ -152,29 +152,42 @@ def dump(data_dir: str | Path, dump_dir: str | Path, cfg: FeatureConfig, nj: int
     d, jobs = _plan(data_dir, dump_dir, cfg, nj, skip_bad)
     dump_dir = Path(dump_dir).resolve()
     if job is not None:
-        if not 1 <= job <= len(jobs):
-            raise DataError(f"--job must be in 1..{len(jobs)}, got {job}")
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # as the --nj workers: the same features, bit for bit
-        try:
-            skipped = _run_jobs([jobs[job - 1]], len(jobs[job - 1][1]), progress)
-        finally:
-            torch.set_num_threads(threads)
-        _write_lines(dump_dir / "data" / f"skipped.{job}", skipped)
-        return DumpReport(num_utts=len(jobs[job - 1][1]) - len(skipped), skipped=skipped)
+        return _run_part(dump_dir, jobs, job, progress)
     if merge:
-        skipped = []
-        for j in range(1, len(jobs) + 1):
-            if not (dump_dir / "data" / f"feats.{j}.scp").is_file():
-                raise DataError(f"{dump_dir}: part {j} of {len(jobs)} is not finished "
-                                f"(no data/feats.{j}.scp; see log/dump.{j}.log)")
-            part = dump_dir / "data" / f"skipped.{j}"
-            skipped += part.read_text().splitlines() if part.is_file() else []
+        skipped = _parts_skipped(dump_dir, len(jobs))
     else:
         log.info("dumping %s features for %d utterances of %s with %d jobs (logs: "
                  "%s/log/dump.*.log)", cfg.name, len(d.utts), data_dir, len(jobs), dump_dir)
         skipped = _run_jobs(jobs, len(d.utts), progress)
     return _merge(d, dump_dir, cfg, len(jobs), skipped)
+
+
+def _run_part(dump_dir: Path, jobs: list[tuple], job: int, progress: bool) -> DumpReport:
+    """Part ``job`` of ``jobs`` alone, in one torch thread as the ``--nj`` workers (the
+    same features, bit for bit); its skipped utterances go to ``data/skipped.J``."""
+    if not 1 <= job <= len(jobs):
+        raise DataError(f"--job must be in 1..{len(jobs)}, got {job}")
+    items = jobs[job - 1][1]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        skipped = _run_jobs([jobs[job - 1]], len(items), progress)
+    finally:
+        torch.set_num_threads(threads)
+    _write_lines(dump_dir / "data" / f"skipped.{job}", skipped)
+    return DumpReport(num_utts=len(items) - len(skipped), skipped=skipped)
+
+
+def _parts_skipped(dump_dir: Path, nj: int) -> list[str]:
+    """The utterances the ``nj`` parts skipped; an error for a part not finished."""
+    skipped: list[str] = []
+    for j in range(1, nj + 1):
+        if not (dump_dir / "data" / f"feats.{j}.scp").is_file():
+            raise DataError(f"{dump_dir}: part {j} of {nj} is not finished "
+                            f"(no data/feats.{j}.scp; see log/dump.{j}.log)")
+        part = dump_dir / "data" / f"skipped.{j}"
+        skipped += part.read_text().splitlines() if part.is_file() else []
+    return skipped
 
 
 def _plan(data_dir: str | Path, dump_dir: str | Path, cfg: FeatureConfig, nj: int,
