@@ -132,6 +132,27 @@ def test_segments_pipes_and_ark_entries(tmp_path):
         load_audio("false |", AudioConfig(sr), "u")
 
 
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+def test_16_bit_files_give_libsndfiles_float_samples(tmp_path, fmt):
+    """16-bit PCM is read as int16 and scaled here (the fast path): the samples must be
+    exactly libsndfile's float read, for a file, a segment, a pipe and a block."""
+    from sertk.data.audio import iter_blocks, read_entry
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(-32768, 32768, size=(20000, 2), dtype=np.int16)
+    x[0] = [-32768, 32767]
+    path = tmp_path / f"a.{fmt.lower()}"
+    sf.write(path, x, 16000, format=fmt, subtype="PCM_16")
+    ref, _ = sf.read(path, dtype="float32", always_2d=True)
+    got, sr = read_entry(str(path))
+    assert sr == 16000 and got.dtype == np.float32 and np.array_equal(got, ref)
+    seg, _ = read_entry(str(path), start=0.25, end=0.5)
+    assert np.array_equal(seg, ref[4000:8000])
+    piped, _ = read_entry(f"cat {path} |")
+    assert np.array_equal(piped, ref)
+    assert np.array_equal(np.concatenate(list(iter_blocks(str(path), block_frames=7000))), ref)
+
+
 def test_resample_downmix_and_channel(tmp_path):
     sr = 48000
     t = np.arange(sr) / sr

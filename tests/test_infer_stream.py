@@ -70,11 +70,14 @@ def _reference(items):
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"batch_size": 4, "lookahead": 5},
-                                    {"batch_size": 3, "num_workers": 0}])
+                                    {"batch_size": 3, "num_workers": 0},
+                                    {"deploy_convs": False, "channels_last": False}])
 def test_streamed_posteriors_equal_one_by_one(wavs, kwargs):
     labels, ref = _reference(wavs)
     threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
     rec = Recognizer(load_packed(MODEL), **kwargs)
+    # the fast forms (folded batch norm, oneDNN over bucketed lengths, NHWC) are in use
+    assert rec.deploy_convs == rec.channels_last == kwargs.get("deploy_convs", True)
     records = list(rec.recognize(iter(wavs), progress=False))  # a generator is fine
     assert (torch.get_num_threads(), torch.backends.mkldnn.enabled) == (threads, onednn)
     assert [r["key"] for r in records] == [k for k, _ in wavs]  # input order
@@ -135,6 +138,21 @@ def test_stream_resampler_equals_whole_signal(rates):
     got = torch.cat(parts)
     assert got.shape == ref.shape
     torch.testing.assert_close(got, ref, atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("rates", [(48000, 16000), (8000, 16000), (44100, 16000)])
+def test_blocked_resampling_kernel_gives_the_same_samples(rates):
+    """The widened filter (several blocks per row) sums the same products as the plain one:
+    the same samples, bit for bit, in the same order."""
+    from sertk.data.audio import resample_kernel
+    from sertk.infer.stream import _conv, blocked_kernel
+
+    r = StreamResampler(*rates)
+    wide, stride = blocked_kernel(*rates, r.group)
+    kernel, _ = resample_kernel(*rates)
+    assert (wide.shape[0] > kernel.shape[0]) == (rates != (44100, 16000))
+    seg = torch.randn((r.group - 1) * r.o + r.span, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(_conv(seg, wide, stride), _conv(seg, kernel, r.o))
 
 
 FEATS = {"logmel_trim": {"name": "logmel", "n_mels": 64, "n_fft": 512, "f_min": 20,

@@ -42,7 +42,8 @@ def _decode_bytes(data: bytes, key: str, entry: str) -> tuple[np.ndarray, int]:
     if not data:
         raise DataError(f"utterance {key}: empty audio from {_describe(entry)}")
     try:
-        wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            wav, sr = read_frames(f, -1), f.samplerate
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         # libsndfile names the in-memory buffer ("Error opening <_io.BytesIO object at 0x..>")
         why = re.sub(r"^Error opening <[^>]*>: ", "", str(exc))
@@ -94,12 +95,25 @@ def _read_file(path: str, key: str, start: float, end: float | None) -> tuple[np
                 raise DataError(f"utterance {key}: segment {start:.2f}-{end}s outside "
                                 f"{path} ({f.frames / sr:.2f}s)")
             f.seek(first)
-            wav = f.read(last - first, dtype="float32", always_2d=True)
+            wav = read_frames(f, last - first)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise DataError(f"utterance {key}: cannot decode audio file {path}: {exc}") from None
     if wav.shape[0] == 0:
         raise DataError(f"utterance {key}: audio file has no samples: {path}")
     return wav, sr
+
+
+_PCM16_SCALE = np.float32(1.0 / 0x8000)
+
+
+def read_frames(f: sf.SoundFile, frames: int) -> np.ndarray:
+    """``frames`` frames (-1: to the end) of an open file as float32 ``[n, channels]``, the
+    values libsndfile's float read gives. A 16-bit PCM file is read as int16 and scaled by
+    2^-15 here: libsndfile's own conversion multiplies by the same power of two (exact, so the
+    samples are identical), at about 6x its cost."""
+    if f.subtype == "PCM_16":
+        return f.read(frames, dtype="int16", always_2d=True).astype(np.float32) * _PCM16_SCALE
+    return f.read(frames, dtype="float32", always_2d=True)
 
 
 def _read_ark_wav(ark: str, offset: int, key: str, entry: str) -> tuple[np.ndarray, int]:
@@ -152,12 +166,12 @@ def to_mono(wav: np.ndarray, cfg: AudioConfig, key: str = "?", entry: str | None
                             f"has {wav.shape[1]} channels"
                             + (f": {_describe(entry)}" if entry else ""))
         mono = wav[:, cfg.channel]
-    x = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
-    if not torch.isfinite(x).all():
-        bad = int((~torch.isfinite(x)).sum())
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if not np.isfinite(mono).all():  # numpy's check: ~20x faster than torch's here
+        bad = int((~np.isfinite(mono)).sum())
         raise DataError(f"utterance {key}: audio contains NaN or Inf samples ({bad} of "
-                        f"{x.numel()})" + (f": {_describe(entry)}" if entry else ""))
-    return x
+                        f"{mono.size})" + (f": {_describe(entry)}" if entry else ""))
+    return torch.from_numpy(mono)
 
 
 # torchaudio's polyphase filter has (rate / gcd) phases: fine for 48000 -> 16000 (3:1) or 44100
@@ -256,7 +270,7 @@ def iter_blocks(path: str, key: str = "?", block_frames: int = 480000
     try:
         with sf.SoundFile(path) as f:
             while True:
-                block = f.read(block_frames, dtype="float32", always_2d=True)
+                block = read_frames(f, block_frames)
                 if block.shape[0] == 0:
                     return
                 yield block

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import queue
 import threading
@@ -129,7 +130,10 @@ class StreamResampler:
     The filtering runs in groups of a fixed number of blocks (about a second of input; the
     last group of a signal is zero-padded, as the signal is): one input shape, so oneDNN's
     convolution (called directly, 4x faster than PyTorch's own here) compiles one kernel,
-    whereas a new shape per file would make its cache grow with every file.
+    whereas a new shape per file would make its cache grow with every file. With few output
+    phases (48 -> 16 kHz has one) ``B`` consecutive blocks are computed by one filter of
+    ``B`` times the phases (:func:`blocked_kernel`): the same products, as a wider matrix
+    product, about 2x faster.
     """
 
     def __init__(self, orig: int, new: int):
@@ -138,6 +142,7 @@ class StreamResampler:
         self.kernel, self.width = resample_kernel(orig, new)
         self.span = 2 * self.width + self.o
         self.group = max(1, -(-orig // self.o))  # blocks per convolution: ~1 s of input
+        self.blocked, self.stride = blocked_kernel(orig, new, self.group)
         self.buf = torch.zeros(self.width)
         self.pos0 = 0  # index of buf[0] in the padded signal
         self.next_block = 0
@@ -155,7 +160,7 @@ class StreamResampler:
             full = (self.group - 1) * self.o + self.span
             if seg.numel() < full:  # the end of the signal: more zeros, blocks cut below
                 seg = torch.cat([seg, seg.new_zeros(full - seg.numel())])
-            outs.append(_conv(seg, self.kernel, self.o)[:(min(last, first + self.group - 1)
+            outs.append(_conv(seg, self.blocked, self.stride)[:(min(last, first + self.group - 1)
                                                           - first + 1) * self.n])
             self.next_block = min(last, first + self.group - 1) + 1
         cut = self.next_block * self.o - self.pos0
@@ -185,6 +190,30 @@ def resample(x: torch.Tensor, orig: int, new: int) -> torch.Tensor:
     r = StreamResampler(orig, new)
     head = r.push(x)
     return torch.cat([head, r.finish()])
+
+
+@functools.lru_cache(maxsize=8)
+def blocked_kernel(orig: int, new: int, group: int, phases: int = 16
+                   ) -> tuple[torch.Tensor, int]:
+    """``(kernel, stride)``: :func:`sertk.data.audio.resample_kernel` ``[n, 1, K]`` (``n``
+    output phases per ``o`` input samples) widened to ``B n`` phases over ``B`` consecutive
+    blocks (``B`` the largest power of two with ``B n <= phases`` that divides ``group``):
+    row ``b n + i`` is phase ``i`` shifted by ``b o`` samples, the stride ``B o``. The
+    convolution then gives the same outputs in the same order (each sums the same products;
+    the added taps are zeros) as a wider, faster matrix product."""
+    g = math.gcd(orig, new)
+    o, n = orig // g, new // g
+    kernel, _ = resample_kernel(orig, new)
+    b = 1
+    while 2 * b * n <= phases and group % (2 * b) == 0:
+        b *= 2
+    if b == 1:
+        return kernel, o
+    taps = kernel.shape[-1]
+    wide = kernel.new_zeros(b * n, 1, (b - 1) * o + taps)
+    for j in range(b):
+        wide[j * n:(j + 1) * n, :, j * o:j * o + taps] = kernel
+    return wide, b * o
 
 
 def _conv(seg: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:

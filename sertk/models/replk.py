@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sertk.models.layers import MaskedBatchNorm, lengths_to_mask, masked_mean_2d, zero_padding
+from sertk.models.layers.conv import fold_conv_bn
 from sertk.models.registry import MODELS
 
 
@@ -77,21 +78,14 @@ class ConvBN(nn.Module):
         b = self.conv.bias if self.conv.bias is not None else torch.zeros_like(w[:, 0, 0, 0])
         if self.bn is None:
             return w, b
-        bn = self.bn.bn
-        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        return w * scale.view(-1, 1, 1, 1), bn.bias + (b - bn.running_mean) * scale
+        scale, shift = self.bn.eval_affine()
+        return w * scale.view(-1, 1, 1, 1), b * scale + shift
 
     @torch.no_grad()
     def fuse(self) -> None:
         if self.bn is None:
             return
-        w, b = self.fused_kernel()
-        conv = self.conv
-        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                          conv.padding, groups=conv.groups, bias=True).to(w.device, w.dtype)
-        fused.weight.copy_(w)
-        fused.bias.copy_(b)
-        self.conv, self.bn = fused, None
+        self.conv, self.bn = fold_conv_bn(self.conv, self.bn), None
 
 
 class ConvBNAct(ConvBN):

@@ -71,9 +71,17 @@ class MaskedBatchNorm(nn.Module):
                 bn.running_var.lerp_(unbiased.detach(), factor)
         else:
             mean, var = bn.running_mean, bn.running_var
-        scale = bn.weight * torch.rsqrt(var + bn.eps)
-        shift = bn.bias - mean * scale
+        scale, shift = self._affine(mean, var)
         return torch.addcmul(shift.view(shape), x, scale.view(shape))
+
+    def _affine(self, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        bn = self.bn
+        scale = bn.weight * torch.rsqrt(var + bn.eps)
+        return scale, bn.bias - mean * scale
+
+    def eval_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)`` per channel of the eval-mode map ``y = x * scale + shift``."""
+        return self._affine(self.bn.running_mean, self.bn.running_var)
 
 
 def masked_pool_time(x: torch.Tensor, mask: torch.Tensor, kernel: tuple[int, int],
