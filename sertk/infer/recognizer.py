@@ -609,19 +609,14 @@ def use_deployed_convs(packed: PackedModel, device: torch.device | str, tol: flo
     :func:`sertk.models.layers.conv.deploy_conv_blocks`; about 25 % of ``cnn_asp``'s time on
     a CPU) if the posteriors for a probe input stay within ``tol`` (see
     :func:`keep_if_same`). True when changed."""
-    from sertk.models.layers.conv import deploy_conv_blocks
+    from sertk.models.layers.conv import ConvBlock2d, deploy_conv_blocks
 
     model = packed.model
-    if not isinstance(model, torch.nn.Module) or model.training:
+    if not isinstance(model, torch.nn.Module) or model.training or \
+            not any(isinstance(m, ConvBlock2d) for m in model.modules()):
         return False
-    undo: Callable[[], None] | None = None
-
-    def change() -> Callable[[], None]:
-        nonlocal undo
-        undo = deploy_conv_blocks(model)
-        return undo or (lambda: None)
-
-    return keep_if_same(packed, change, device, tol) and undo is not None
+    return keep_if_same(packed, lambda: deploy_conv_blocks(model) or (lambda: None), device,
+                        tol)
 
 
 def keep_if_same(packed: PackedModel, change: Callable[[], Callable[[], None]],

@@ -1,4 +1,6 @@
-"""Padding-aware 2-D convolution blocks (conv -> BN -> activation -> pool)."""
+"""Padding-aware 2-D convolution blocks (conv -> BN -> activation -> pool), and their
+inference form (:meth:`ConvBlock2d.deploy`: BN folded into the conv, oneDNN over
+time-bucketed lengths), which ``sertk infer`` uses when a probe gives the same posteriors."""
 
 from __future__ import annotations
 
