@@ -87,3 +87,20 @@ def test_tensorboard_events(two_runs):
     ua = acc.Scalars("valid/UA")
     assert [e.step for e in ua] == [1, 2]
     assert [e.value for e in ua] == pytest.approx([float(r["valid_UA"]) for r in rows])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
+                    reason="tensorboard is not installed")
+def test_a_fresh_run_replaces_the_earlier_runs_events(dumped, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from sertk.train.trainer import train
+
+    _train(dumped, tmp_path)
+    one = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "epochs": 1}}
+    train(one, dumped / "fold1" / "train", dumped / "fold1" / "dev", tmp_path, device="cpu",
+          progress=False)
+    assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("valid/UA")] == [1]

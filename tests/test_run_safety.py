@@ -5,6 +5,7 @@ a full disk (ENOSPC, on a real small tmpfs) as one clear error."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import random
 import signal
@@ -204,6 +205,13 @@ def test_corrupt_last_checkpoint_falls_back_to_the_previous_one(dumped, tmp_path
     assert f"resuming from the previous checkpoint {prev}" in log
     assert "after epoch 1" in log and "dropped 1 row(s) of epochs after 1" in log
     assert _rows(exp) == _rows(tmp_path / "straight")  # epoch 2 once, no duplicate
+    if importlib.util.find_spec("tensorboard") is not None:  # epoch 2's first try hidden
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(exp / "tensorboard"))
+        acc.Reload()
+        assert [(e.step, e.value) for e in acc.Scalars("valid/loss")] == \
+            [(int(r["epoch"]), pytest.approx(float(r["valid_loss"]))) for r in _rows(exp)]
     assert (exp / "model.safetensors").read_bytes() == \
         (tmp_path / "straight" / "model.safetensors").read_bytes()
     # neither checkpoint readable: a clear error, not a traceback

@@ -150,9 +150,24 @@ def plot_folds(exp_dirs: list[str | Path], out: str | Path, title: str | None = 
     return [d for d, _ in runs]
 
 
-def _writer(exp: Path) -> Any:
+def restart_events(exp: Path, after_epoch: int) -> None:
+    """Start ``exp``'s TensorBoard events as its metrics.csv starts: a fresh run
+    (``after_epoch`` 0) removes an earlier run's event files; a run resumed after
+    ``after_epoch`` hides the killed run's events of later epochs (TensorBoard's
+    ``purge_step``), as the trainer drops their metrics.csv rows."""
+    writer = _WRITERS.pop(exp, None)
+    if writer is not None:
+        writer.close()
+    if after_epoch == 0:
+        for f in (exp / "tensorboard").glob("events.out.tfevents.*"):
+            f.unlink()
+    elif (exp / "tensorboard").is_dir():
+        _writer(exp, purge_step=after_epoch + 1)
+
+
+def _writer(exp: Path, purge_step: int | None = None) -> Any:
     """The TensorBoard SummaryWriter of ``exp`` (one per process), or None when TensorBoard
-    is not installed."""
+    is not installed; a new one hides the events from step ``purge_step`` on."""
     if exp in _WRITERS:
         return _WRITERS[exp]
     try:
@@ -162,7 +177,7 @@ def _writer(exp: Path) -> Any:
             log.info("tensorboard is not installed: no event files (pip install tensorboard)")
             _NO_TENSORBOARD.append(True)
         return None
-    _WRITERS[exp] = writer = SummaryWriter(str(exp / "tensorboard"))
+    _WRITERS[exp] = writer = SummaryWriter(str(exp / "tensorboard"), purge_step=purge_step)
     return writer
 
 

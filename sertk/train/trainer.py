@@ -65,7 +65,7 @@ from sertk.train.checkpoint import (
     save_weights,
     truncate_metrics,
 )
-from sertk.train.curves import WaitTimer, record_epoch
+from sertk.train.curves import WaitTimer, record_epoch, restart_events
 from sertk.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -422,6 +422,7 @@ def _resume_or_start(s: Session, resume: bool) -> None:
         for stale in (s.exp / "metrics.csv", ckpt / "best.safetensors", last,
                       prev_path(last), *ckpt.glob("epoch*.safetensors")):
             stale.unlink(missing_ok=True)
+        restart_events(s.exp, 0)
         if s.tc["save_initial"]:  # for `sertk models compare-weights` after training
             save_weights(s.model, s.exp / "checkpoints" / "initial.safetensors")
 
@@ -429,7 +430,7 @@ def _resume_or_start(s: Session, resume: bool) -> None:
 def _load_session(s: Session, ck: dict[str, Any], path: Path) -> None:
     """Continue from a saved state: weights, optimiser, scheduler, scaler, selection state
     and random generators; the metrics rows and epoch weights of later (not checkpointed)
-    epochs of a killed run are dropped."""
+    epochs of a killed run are dropped, their TensorBoard scalars hidden."""
     s.model.load_state_dict(ck["model"])
     s.optimizer.load_state_dict(ck["optimizer"])
     if s.scheduler is not None:
@@ -446,6 +447,7 @@ def _load_session(s: Session, ck: dict[str, Any], path: Path) -> None:
                 f.unlink()
         if dropped:
             log.info("metrics.csv: dropped %d row(s) of epochs after %d", dropped, epoch)
+        restart_events(s.exp, epoch)
     log.info("resumed from %s after epoch %d (best %s %.4f at epoch %d)", path, epoch,
              s.data.select_metric, s.state["best_ua"], s.state["best_epoch"])
 
