@@ -6,8 +6,11 @@ corpus runs only where ../shared/corpora/ravdess exists.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +50,55 @@ def test_mini_recipe_end_to_end(tmp_path):
     again = bash(f"./run.sh {dirs} --stage 2 --progress false", recipe)
     assert "already trained" in again.stderr and "features already dumped" in again.stderr
     assert m.group(0) in again.stdout + again.stderr
+
+
+def _processes_naming(text: str) -> list[int]:
+    """Pids of the processes whose command line contains ``text``."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and text in (d / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(d.name))
+        except OSError:  # ended meanwhile
+            pass
+    return pids
+
+
+@pytest.mark.parametrize("fold_jobs", [1, 2])
+def test_a_stopped_recipe_stops_its_training(tmp_path, fold_jobs):
+    """`kill` of ser.sh (SIGTERM; run.sh runs it) during stage 3 ends the fold's training
+    too (it runs in the background, in a process group of its own), whether the folds run
+    one after the other or side by side."""
+    recipe = REPO / "egs" / "mini_emo" / "ser1"
+    dirs = f"--datadir {tmp_path}/data --dumpdir {tmp_path}/dump --expdir {tmp_path}/exp"
+    bash(f"./run.sh {dirs} --stop_stage 2 --progress false", recipe)
+    proc = subprocess.Popen(["bash", "-c", f"exec ./run.sh {dirs} --stage 3 --stop_stage 3 "
+                             f"--fold_jobs {fold_jobs} --progress false"], cwd=recipe,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    exp = tmp_path / "exp" / "light_sernet_mini"
+    try:
+        for _ in range(600):  # the training has started
+            if (exp / "fold1" / "train.log").is_file():
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        assert [p for p in _processes_naming(f"{exp}/fold1") if p != proc.pid]
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        ser_sh = [p for p in _processes_naming("ser.sh") if str(p) in children]
+        assert len(ser_sh) == 1
+        os.kill(ser_sh[0], signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, err[-2000:]  # run.sh exits with ser.sh's status
+        assert "stage 3 stopped by SIGTERM: 1 fold job(s) ended; rerun to resume" in err
+        assert _processes_naming(f"{exp}/fold1") == []
+        assert "# killed: launcher received SIGTERM" in (exp / "fold1" / "logs" /
+                                                         "stage3.log").read_text()
+    finally:
+        for p in _processes_naming(str(tmp_path)):
+            os.kill(p, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_shell_quote_round_trip():

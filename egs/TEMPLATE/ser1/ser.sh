@@ -327,9 +327,25 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   }
   $train_on_dev && log "stage 3: dev is part of the training data (--train_on_dev): its" \
     "metrics in $exp_root/<fold>/metrics.csv are not held-out figures"
-  # folds side by side (--fold_jobs), each with an equal share of the CPU threads
+  # folds one after the other or side by side (--fold_jobs; each with an equal share of the
+  # CPU threads), each fold a job in a process group of its own (set -m): a stop of this
+  # script (SIGTERM from kill, SIGINT, SIGHUP) is passed on to every fold's whole group
+  # (training included), and waited for
   threads=$(( $(nproc) / fold_jobs )); [ "$threads" -ge 1 ] || threads=1
   pids=(); failed=0
+  stop_folds() {  # stop_folds SIGNAL NUMBER: end the folds' process groups, then exit
+    local p t
+    trap '' INT TERM HUP
+    for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+    for ((t = 0; t < 300; t++)); do  # the launcher ends its jobs (SIGKILL after a grace)
+      for p in "${pids[@]}"; do kill -0 -- "-$p" 2>/dev/null && break; done || break
+      sleep 0.1
+    done
+    log "stage 3 stopped by SIG$1: ${#pids[@]} fold job(s) ended; rerun to resume them"
+    exit $((128 + $2))
+  }
+  set -m
+  trap 'stop_folds INT 2' INT; trap 'stop_folds TERM 15' TERM; trap 'stop_folds HUP 1' HUP
   for f in $(list_folds); do
     if [ -f "$exp_root/$f/.done" ]; then
       log "stage 3: $exp_root/$f already trained (delete its .done to train again)"; continue
@@ -337,7 +353,9 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     [ -f "$fdump/$f/$train_name/feats.scp" ] || {
       log "no $fdump/$f/$train_name: run stage 2 with the same --train_on_dev"; exit 1; }
     if [ "$fold_jobs" -le 1 ]; then
-      train_fold "$f" || failed=1
+      train_fold "$f" &
+      pids=($!)  # the running one
+      wait "$!" || failed=1
       [ "$failed" -eq 0 ] || break
       continue
     fi
@@ -346,6 +364,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  set +m; trap - INT TERM HUP
   [ "$failed" -eq 0 ] || { log "stage 3 failed: see $exp_root/<fold>/logs/stage3.log"; exit 1; }
 fi
 
