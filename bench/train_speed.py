@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sertk.bench.common import cpu_model  # noqa: E402
 from sertk.errors import SertkError  # noqa: E402
 from sertk.features.registry import FeatureConfig, build_frontend  # noqa: E402
-from sertk.losses import build_loss  # noqa: E402
+from sertk.losses import build_loss, emotion_loss  # noqa: E402
 from sertk.models.classifier import (  # noqa: E402
     EmotionClassifier,
     aux_tables,
@@ -47,7 +47,7 @@ from sertk.models.classifier import (  # noqa: E402
 )
 from sertk.models.info import REPO_CONF, model_config  # noqa: E402
 from sertk.train.schedule import build_optimizer  # noqa: E402
-from sertk.train.trainer import DEFAULT_TRAIN, _emotion_loss, autocast_dtype  # noqa: E402
+from sertk.train.trainer import DEFAULT_TRAIN, autocast_dtype  # noqa: E402
 
 DEFAULT_MODELS = ["cnn_asp", "light_sernet", "stl_transformer", "meta_ser"]
 VARIANTS = ["fp32", "bf16", "channels_last", "bf16+channels_last", "compile"]
@@ -122,7 +122,7 @@ def make_step(case: Case, model: nn.Module, forward: nn.Module, amp: torch.dtype
     def step() -> float:
         with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
             logits = forward(case.feats, case.lengths, normalized=True)
-            loss = _emotion_loss(case.criterion, logits, case.target)
+            loss = emotion_loss(case.criterion, logits, case.target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if case.grad_clip:

@@ -75,6 +75,16 @@ class CCCLoss(nn.Module):
         return 1 - (self.weights * batch_ccc(pred, target)).sum()
 
 
+def emotion_loss(criterion: nn.Module, logits: torch.Tensor, target: torch.Tensor
+                 ) -> torch.Tensor:
+    """``criterion`` on ``[B, C]`` logits (in float32, also under autocast), or summed over
+    the members of ``[K, B, C]`` (an ensemble in training: each member gets the gradient of
+    its own loss)."""
+    if logits.dim() == 3:
+        return sum(criterion(member.float(), target) for member in logits)
+    return criterion(logits.float(), target)
+
+
 def build_loss(cfg: dict[str, Any], class_counts: Sequence[int]) -> nn.Module:
     """``ce`` and ``focal`` (categorical task) accept class indices or probabilities (soft
     labels) as targets; ``ccc`` and ``mse`` (dimensional task) take ``[B, D]`` values."""

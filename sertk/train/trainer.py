@@ -52,7 +52,7 @@ from sertk.data.sampler import BucketBatchSampler
 from sertk.errors import SertkError
 from sertk.features.cmvn import GlobalCMVN, compute_global_stats, norm_vars_of
 from sertk.logging_utils import setup_logging
-from sertk.losses import build_loss
+from sertk.losses import build_loss, emotion_loss
 from sertk.models.classifier import EmotionClassifier, aux_kinds, input_tables, members_of
 from sertk.train.checkpoint import (
     load_last_state,
@@ -512,10 +512,10 @@ def _train_step(s: Session, batch: dict[str, Any], gen: torch.Generator, epoch: 
             aux = {t: a.batch(batch["keys"], device) for t, a in s.data.aux.items()}
             logits, aux_loss = s.ddp_model(feats, lengths, normalized=True, aux_targets=aux,
                                            inputs=inputs)
-            loss = s.emotion_weight * _emotion_loss(s.criterion, logits, target) + aux_loss
+            loss = s.emotion_weight * emotion_loss(s.criterion, logits, target) + aux_loss
         else:
             logits = s.ddp_model(feats, lengths, normalized=True, inputs=inputs)
-            loss = _emotion_loss(s.criterion, logits, target)
+            loss = emotion_loss(s.criterion, logits, target)
     if not torch.isfinite(loss):
         raise SertkError(f"epoch {epoch}: loss became {loss.item()} on batch "
                          f"{batch['keys'][:3]}...; lower the learning rate")
@@ -531,15 +531,6 @@ def _train_step(s: Session, batch: dict[str, Any], gen: torch.Generator, epoch: 
     if logits.dim() == 3:  # an ensemble: report the members' mean loss and mean logits
         return logits.detach().mean(0), target, loss.item() / logits.shape[0]
     return logits, target, loss.item()
-
-
-def _emotion_loss(criterion: nn.Module, logits: torch.Tensor, target: torch.Tensor
-                  ) -> torch.Tensor:
-    """The criterion on ``[B, C]`` logits, or summed over the members of ``[K, B, C]`` (an
-    ensemble in training: each member gets the gradient of its own loss)."""
-    if logits.dim() == 3:
-        return sum(criterion(member.float(), target) for member in logits)
-    return criterion(logits.float(), target)
 
 
 def _end_epoch(s: Session, epoch: int, lr: float, train_loss: float, train_acc: float,
