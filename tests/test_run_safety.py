@@ -310,3 +310,16 @@ def test_checkpoint_on_a_full_disk_is_one_clear_error_and_keeps_the_old_one(smal
     assert sorted(p.name for p in small_tmpfs.iterdir()) == ["filler", "last.prev.pt",
                                                              "last.pt"]  # no temp files
 
+
+
+def test_kaldi_table_on_a_full_disk_is_one_clear_error_and_keeps_the_old_one(small_tmpfs):
+    from sertk.data.kaldi_table import read_table, write_table
+
+    table = small_tmpfs / "utt2spk"
+    write_table(table, {"u1": "s1"})
+    _fill(small_tmpfs, 16 * 1024)
+    big = {f"utt{i:06d}": "speaker" * 10 for i in range(8000)}  # about 600 KiB
+    with pytest.raises(SertkError, match=f"^no space left on device writing {table}$"):
+        write_table(table, big)
+    assert read_table(table) == {"u1": "s1"}
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == ["filler", "utt2spk"]

@@ -7,10 +7,10 @@ ordering of ASCII keys is that order.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from sertk.atomic import atomic_path
 from sertk.errors import DataError
 
 
@@ -60,20 +60,17 @@ def read_utf8(path: Path) -> str:
 def write_table(path: str | Path, table: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
     """Write ``key value`` lines sorted by key (C locale).
 
-    The file is replaced atomically (written beside it, then renamed), so that a job reading
-    a data dir while another recipe run rewrites it sees the old or the new table, never half.
+    The file is replaced crash-safely (:func:`sertk.atomic.atomic_path`: written beside it,
+    synced, then renamed), so that a job reading a data dir while another recipe run rewrites
+    it, or a rerun after a crash, sees the old or the new table, never half; a full disk is
+    one error naming the file.
     """
     items = table.items() if isinstance(table, Mapping) else table
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            for key, value in sorted(items, key=lambda kv: kv[0]):
-                fh.write(f"{key} {value}\n" if value != "" else f"{key}\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        for key, value in sorted(items, key=lambda kv: kv[0]):
+            fh.write(f"{key} {value}\n" if value != "" else f"{key}\n")
 
 
 def is_sorted_unique(keys: list[str]) -> bool:
