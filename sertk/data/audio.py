@@ -79,13 +79,18 @@ def read_entry(entry: str, key: str = "?", start: float = 0.0, end: float | None
     return _slice(wav, sr, start, end, key, entry), sr
 
 
-def _read_file(path: str, key: str, start: float, end: float | None) -> tuple[np.ndarray, int]:
+def _check_file(path: str, key: str) -> None:
+    """A clear error for a path that is a directory, missing or an empty file."""
     if os.path.isdir(path):
         raise DataError(f"utterance {key}: a directory, not an audio file: {path}")
     if not os.path.isfile(path):
         raise DataError(f"utterance {key}: audio file not found: {path}")
     if os.path.getsize(path) == 0:
         raise DataError(f"utterance {key}: audio file is empty (0 bytes): {path}")
+
+
+def _read_file(path: str, key: str, start: float, end: float | None) -> tuple[np.ndarray, int]:
+    _check_file(path, key)
     try:
         with sf.SoundFile(path) as f:
             sr = f.samplerate
@@ -247,12 +252,7 @@ def is_plain_file(entry: str) -> bool:
 
 def file_info(path: str, key: str = "?") -> tuple[int, int]:
     """``(sample_rate, frames)`` of a plain audio file, from its header."""
-    if os.path.isdir(path):
-        raise DataError(f"utterance {key}: a directory, not an audio file: {path}")
-    if not os.path.isfile(path):
-        raise DataError(f"utterance {key}: audio file not found: {path}")
-    if os.path.getsize(path) == 0:
-        raise DataError(f"utterance {key}: audio file is empty (0 bytes): {path}")
+    _check_file(path, key)
     try:
         info = sf.info(path)
     except (sf.LibsndfileError, RuntimeError) as exc:
