@@ -5,7 +5,7 @@ set -euo pipefail
 # the command quoted in RESULTS.md (quoted so that it can be pasted back into a shell)
 export SERTK_RUN_CMD="${SERTK_RUN_CMD:-$(../../../bin/shell_quote.sh "$0" "$@")}"
 
-./ser.sh \
+exec ./ser.sh \
   --feats_config conf/feats/fbank80.yaml \
   --train_config conf/model/light_sernet.yaml \
   --local_data_opts "" \

@@ -14,7 +14,7 @@
 set -euo pipefail
 export SERTK_RUN_CMD="${SERTK_RUN_CMD:-$(../../../bin/shell_quote.sh "$0" "$@")}"
 
-./ser.sh \
+exec ./ser.sh \
   --feats_config conf/feats/logmel64.yaml \
   --train_config conf/model/cnn_asp_ref.yaml \
   --train_on_dev true \

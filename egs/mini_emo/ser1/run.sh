@@ -6,7 +6,7 @@ set -euo pipefail
 # the command quoted in RESULTS.md (quoted so that it can be pasted back into a shell)
 export SERTK_RUN_CMD="${SERTK_RUN_CMD:-$(../../../bin/shell_quote.sh "$0" "$@")}"
 
-./ser.sh \
+exec ./ser.sh \
   --feats_config conf/feats/fbank40.yaml \
   --train_config conf/model/light_sernet.yaml \
   --train_args "--override train.epochs=8 --override optim.lr=0.002 \
