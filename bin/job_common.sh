@@ -1,5 +1,6 @@
 # shellcheck shell=bash disable=SC2034
-# Shared by the job launchers (bin/launch.sh, bin/slurm.sh); source it, do not run it:
+# Shared by the job launchers (bin/launch.sh, bin/slurm.sh) and ser.sh; source it, do not
+# run it:
 #
 #   . "$(dirname "${BASH_SOURCE[0]}")/job_common.sh"
 #
@@ -9,6 +10,8 @@
 #   their own (escaped on the command line, `\|`, as in Kaldi), which join commands.
 # job_parse_range ARG  sets job_var, job_first, job_last from JOB=a:b or JOB=a (returns 1, and
 #   sets job_var="" job_first=1 job_last=1, when ARG is not a range).
+# job_end_groups GRACE PGID...  SIGTERM to every process group, SIGKILL to what is left of
+#   them after GRACE seconds (returns as soon as all are gone). Safe under `set -e`.
 
 job_command_line() {
   local arg quoted cmd=""
@@ -30,4 +33,18 @@ job_parse_range() {
   else
     return 1
   fi
+}
+
+job_groups_alive() {  # job_groups_alive PGID...: is any process left in these groups?
+  local p
+  for p in "$@"; do kill -0 -- "-$p" 2>/dev/null && return 0; done
+  return 1
+}
+
+job_end_groups() {
+  local grace=$1 p t
+  shift
+  for p in "$@"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+  for ((t = 0; t < grace * 10; t++)); do job_groups_alive "$@" || return 0; sleep 0.1; done
+  for p in "$@"; do kill -KILL -- "-$p" 2>/dev/null || true; done
 }

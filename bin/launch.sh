@@ -37,18 +37,10 @@ echo "# ended (exit $rc) at $(date), elapsed $(( $(date +%s) - start )) s" >> "$
 exit $rc'
 if command -v setsid >/dev/null; then new_group="setsid -w"; else new_group=""; set -m; fi
 
-groups_alive() {  # any process left in the jobs' process groups?
-  local p
-  for p in "${pids[@]}"; do kill -0 -- "-$p" 2>/dev/null && return 0; done
-  return 1
-}
-
 stop_jobs() {  # stop_jobs SIGNAL NUMBER: end every job's process group, then die of SIGNAL
-  local sig=$1 num=$2 p i t grace=${LAUNCH_KILL_GRACE:-5}
+  local sig=$1 num=$2 i
   trap '' INT TERM HUP
-  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
-  for ((t = 0; t < grace * 10; t++)); do groups_alive || break; sleep 0.1; done
-  for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
+  job_end_groups "${LAUNCH_KILL_GRACE:-5}" "${pids[@]}"
   for i in "${!logs[@]}"; do
     tail -n 1 "${logs[$i]}" 2>/dev/null | grep -q '^# ended' ||
       echo "# killed: launcher received SIG$sig at $(date)" >> "${logs[$i]}"

@@ -98,6 +98,8 @@ help_message="Usage: $0 [options]
   --datadir/--dumpdir/--expdir DIR"
 
 . ./path.sh
+# shellcheck source=/dev/null
+. "$MAIN_ROOT/bin/job_common.sh"  # job_end_groups (stage 3's stop)
 run_cmd=${SERTK_RUN_CMD:-$(shell_quote.sh "$0" "$@")}  # quoted in RESULTS.md
 . ./cmd.sh
 dump_cmd=${dump_cmd:-}  # a corpus's own cmd.sh may not set it
@@ -334,13 +336,8 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   threads=$(( $(nproc) / fold_jobs )); [ "$threads" -ge 1 ] || threads=1
   pids=(); failed=0
   stop_folds() {  # stop_folds SIGNAL NUMBER: end the folds' process groups, then exit
-    local p t
     trap '' INT TERM HUP
-    for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
-    for ((t = 0; t < 300; t++)); do  # the launcher ends its jobs (SIGKILL after a grace)
-      for p in "${pids[@]}"; do kill -0 -- "-$p" 2>/dev/null && break; done || break
-      sleep 0.1
-    done
+    job_end_groups 30 "${pids[@]}"  # the launcher in each ends its own jobs within its grace
     log "stage 3 stopped by SIG$1: ${#pids[@]} fold job(s) ended; rerun to resume them"
     exit $((128 + $2))
   }
